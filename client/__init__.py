@@ -1,0 +1,1 @@
+"""gradserve: PyTorch's autograd API, recorded locally and computed by a gradient service."""

@@ -1,0 +1,364 @@
+"""Validation, forward evaluation and reverse mode over graphs as data.
+
+Everything is iterative (no recursion), so a 150,000-node chain works. Per-request state lives in
+lists indexed by position (leaves first, then nodes); nothing is written into shared node objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .dtypes import SUPPORTED, is_float
+from .errors import (Cancelled, CycleError, EngineError, GraphError, LimitError,
+                     ReferenceError_, UnknownOpError)
+from .graph import Graph, Limits, Node, TensorSpec
+from .registry import INPUTS, OPS, OUTPUT, Op, sum_to
+
+ShouldStop = Callable[[], bool] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    kind: str                      # "value" or "grad"
+    id: int
+    array: np.ndarray | None       # None: a requested gradient no root depends on
+
+
+@dataclass(slots=True)
+class Plan:
+    """A validated graph with every tensor's spec inferred; nothing allocated yet."""
+
+    graph: Graph
+    pos: dict[int, int]                    # id -> position; leaves first, then nodes
+    ids: list[int]                         # position -> id
+    spec_list: list[TensorSpec]            # position -> spec
+    requires_grad: list[bool]              # position -> does a gradient flow here
+    ops: list[Op]                          # node index -> op
+    inputs: list[tuple[int, ...]]          # node index -> input positions
+    n_leaves: int
+
+    @property
+    def specs(self) -> dict[int, TensorSpec]:
+        return dict(zip(self.ids, self.spec_list))
+
+    def spec(self, id_: int) -> TensorSpec:
+        return self.spec_list[self._position(id_)]
+
+    def _position(self, id_: int) -> int:
+        try:
+            return self.pos[id_]
+        except KeyError:
+            raise ReferenceError_(f"id {id_} is not a leaf or node of this graph") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation and inference
+
+
+def infer_node(op_name: str, specs: Sequence[TensorSpec], attrs: Mapping[str, object]) -> TensorSpec:
+    """The output spec of one op application; raises the same typed errors as `plan`."""
+    op = OPS.get(op_name)
+    if op is None:
+        raise UnknownOpError(f"unknown op {op_name!r}")
+    op.check_arity(len(specs))
+    try:
+        return op.infer(specs, attrs)
+    except EngineError:
+        raise
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError) as e:
+        raise GraphError(f"invalid attributes or inputs: {e}") from None
+
+
+def plan(graph: Graph, limits: Limits = Limits()) -> Plan:
+    """Check the whole graph and infer every shape and dtype before anything is allocated."""
+    if len(graph.nodes) > limits.max_nodes:
+        raise LimitError(f"graph has {len(graph.nodes)} nodes, over the limit of {limits.max_nodes}")
+    pos: dict[int, int] = {}
+    ids: list[int] = []
+    specs: list[TensorSpec] = []
+    rg: list[bool] = []
+    for leaf in graph.leaves:
+        if leaf.id in pos:
+            raise ReferenceError_(f"leaf id {leaf.id} is used twice")
+        spec = leaf.spec
+        if spec.dtype not in SUPPORTED:
+            raise GraphError(f"leaf {leaf.id}: unsupported dtype {spec.dtype}")
+        if any(s < 0 for s in spec.shape):
+            raise GraphError(f"leaf {leaf.id}: negative dimension in shape {spec.shape}")
+        _check_elements(spec, limits, f"leaf {leaf.id}")
+        if leaf.requires_grad and not is_float(spec.dtype):
+            raise GraphError(f"leaf {leaf.id}: only floating point tensors can require grad, "
+                             f"got {spec.dtype.name}")
+        pos[leaf.id] = len(ids)
+        ids.append(leaf.id)
+        specs.append(spec)
+        rg.append(bool(leaf.requires_grad))
+    n_leaves = len(ids)
+
+    ops: list[Op] = []
+    inputs: list[tuple[int, ...]] = []
+    for index, node in enumerate(graph.nodes):
+        op = OPS.get(node.op)
+        if op is None:
+            raise UnknownOpError(f"unknown op {node.op!r}", node=node.id, op=node.op)
+        if node.id in pos:
+            raise ReferenceError_(f"id {node.id} is used twice", node=node.id, op=node.op)
+        try:
+            op.check_arity(len(node.inputs))
+            ins = tuple(_input_position(pos, graph.nodes, index, i) for i in node.inputs)
+            in_specs = [specs[p] for p in ins]
+            spec = op.infer(in_specs, node.attrs)
+            _check_elements(spec, limits, "output")
+        except EngineError as e:
+            raise e.at(node.id, node.op)
+        except (TypeError, ValueError, IndexError, KeyError, OverflowError) as e:
+            raise GraphError(f"invalid attributes or inputs: {e}", node=node.id, op=node.op) from None
+        pos[node.id] = len(ids)
+        ids.append(node.id)
+        specs.append(spec)
+        rg.append(op.backward is not None and is_float(spec.dtype) and any(rg[p] for p in ins))
+        ops.append(op)
+        inputs.append(ins)
+    return Plan(graph, pos, ids, specs, rg, ops, inputs, n_leaves)
+
+
+def _check_elements(spec: TensorSpec, limits: Limits, what: str) -> None:
+    if spec.numel > limits.max_elements:
+        raise LimitError(f"{what} of shape {spec.shape} has {spec.numel} elements, "
+                         f"over the limit of {limits.max_elements}")
+
+
+def _input_position(pos: dict[int, int], nodes: Sequence[Node], index: int, input_id: int) -> int:
+    p = pos.get(input_id)
+    if p is not None:
+        return p
+    later = {n.id: k for k, n in enumerate(nodes) if k >= index}
+    if input_id not in later:
+        raise ReferenceError_(f"input {input_id} is not a leaf or an earlier node")
+    if _reaches(nodes, later, later[input_id], nodes[index].id):
+        raise CycleError(f"input {input_id} depends on this node: the graph has a cycle")
+    raise ReferenceError_(f"input {input_id} refers forward to a later node; "
+                          "nodes must be in topological order")
+
+
+def _reaches(nodes: Sequence[Node], index_of: dict[int, int], start: int, target: int) -> bool:
+    """Does node `nodes[start]` depend, through inputs, on id `target`? (iterative DFS)"""
+    stack, seen = [start], set()
+    while stack:
+        k = stack.pop()
+        if k in seen:
+            continue
+        seen.add(k)
+        for i in nodes[k].inputs:
+            if i == target:
+                return True
+            if i in index_of:
+                stack.append(index_of[i])
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Execution
+
+
+def evaluate(plan: Plan, values: Mapping[int, np.ndarray], outputs: Sequence[int],
+             should_stop: ShouldStop = None) -> dict[int, np.ndarray]:
+    """Forward values of `outputs`, computing only their ancestors."""
+    out_pos = [plan._position(i) for i in outputs]
+    needed = _ancestors(plan, out_pos)
+    uses = _forward_uses(plan, needed)
+    for p in out_pos:
+        uses[p] += 1
+    vals = _forward(plan, values, needed, uses, should_stop)
+    return {i: vals[p] for i, p in zip(outputs, out_pos)}
+
+
+def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
+             seeds: Mapping[int, np.ndarray], grads: Sequence[int],
+             should_stop: ShouldStop = None) -> Iterator[Result]:
+    """Reverse mode from `roots`: yields each root's value, then each requested gradient as soon
+    as no later node can add to it."""
+    n_leaves, rg, specs = plan.n_leaves, plan.requires_grad, plan.spec_list
+    root_pos = [plan._position(i) for i in roots]
+    for i, p in zip(roots, root_pos):
+        if not rg[p]:
+            raise GraphError(f"root {i} does not require grad and has no gradient function")
+    wanted = {plan._position(i): i for i in grads}
+
+    # A position "leads" to a wanted gradient if it is wanted or an input leads to one.
+    leads = [p in wanted and rg[p] for p in range(n_leaves)]
+    for k, ins in enumerate(plan.inputs):
+        p = n_leaves + k
+        leads.append(rg[p] and (p in wanted or any(leads[i] for i in ins)))
+    needed = _ancestors(plan, root_pos)
+    active = [needed[n_leaves + k] and leads[n_leaves + k] for k in range(len(plan.ops))]
+
+    # What backward reads, and how many gradient contributions each position still awaits.
+    uses = _forward_uses(plan, needed)
+    pending = [0] * len(specs)
+    for k, ins in enumerate(plan.inputs):
+        if not active[k]:
+            continue
+        saves = plan.ops[k].saves
+        if OUTPUT in saves:
+            uses[n_leaves + k] += 1
+        for i in ins:
+            if INPUTS in saves:
+                uses[i] += 1
+            if leads[i]:
+                pending[i] += 1
+    for p in root_pos:
+        uses[p] += 1
+
+    vals = _forward(plan, values, needed, uses, should_stop)
+    for i, p in zip(roots, root_pos):
+        yield Result("value", i, np.ascontiguousarray(vals[p]))
+        _release(vals, uses, p)
+
+    acc: list[np.ndarray | None] = [None] * len(specs)
+    for i, p in zip(roots, root_pos):
+        seed = np.asarray(seeds[i])
+        if seed.shape != specs[p].shape:
+            raise GraphError(f"seed for root {i} has shape {seed.shape}, expected {specs[p].shape}")
+        seed = seed.astype(specs[p].dtype, copy=False)
+        acc[p] = seed if acc[p] is None else acc[p] + seed
+
+    reachable = {p for p in wanted if leads[p] and (needed[p] or p in root_pos)}
+    for p, i in wanted.items():
+        if p not in reachable:
+            yield Result("grad", i, None)
+        elif p < n_leaves and pending[p] == 0:
+            yield _final(i, acc[p], specs[p])
+
+    for k in range(len(plan.ops) - 1, -1, -1):
+        if not active[k]:
+            continue
+        if should_stop is not None and should_stop():
+            raise Cancelled("cancelled")
+        p = n_leaves + k
+        g = acc[p]
+        acc[p] = None
+        if p in wanted:
+            yield _final(wanted[p], g, specs[p])
+        op, ins = plan.ops[k], plan.inputs[k]
+        if g is not None:
+            node = plan.graph.nodes[k]
+            xs = [vals[i] if INPUTS in op.saves else _standin(specs[i]) for i in ins]
+            out = vals[p] if OUTPUT in op.saves else _standin(specs[p])
+            try:
+                in_grads = op.backward(g, xs, out, node.attrs)
+            except EngineError as e:
+                raise e.at(node.id, node.op)
+            for j, i in enumerate(ins):
+                if not leads[i]:
+                    continue
+                gi = in_grads[j]
+                if gi is not None:
+                    gi = np.asarray(gi)
+                    spec = specs[i]
+                    if gi.shape != spec.shape:
+                        gi = sum_to(gi, spec.shape)
+                    if gi.dtype != spec.dtype:
+                        gi = gi.astype(spec.dtype)
+                    acc[i] = gi if acc[i] is None else acc[i] + gi
+        for i in ins:
+            if leads[i]:
+                pending[i] -= 1
+                if pending[i] == 0 and i < n_leaves and i in wanted:
+                    yield _final(wanted[i], acc[i], specs[i])
+                    acc[i] = None
+        if OUTPUT in op.saves:
+            _release(vals, uses, p)
+        if INPUTS in op.saves:
+            for i in ins:
+                _release(vals, uses, i)
+
+
+def _final(id_: int, g: np.ndarray | None, spec: TensorSpec) -> Result:
+    if g is None:  # reachable, but every contribution was None: a zero gradient
+        return Result("grad", id_, np.zeros(spec.shape, spec.dtype))
+    return Result("grad", id_, np.ascontiguousarray(g))
+
+
+def _standin(spec: TensorSpec) -> np.ndarray:
+    """Zero-strided placeholder with the right shape and dtype, for values backward does not read."""
+    return np.broadcast_to(np.zeros((), spec.dtype), spec.shape)
+
+
+def _release(vals: list, uses: list[int], p: int) -> None:
+    uses[p] -= 1
+    if uses[p] == 0:
+        vals[p] = None
+
+
+def _ancestors(plan: Plan, targets: Sequence[int]) -> list[bool]:
+    needed = [False] * len(plan.spec_list)
+    for p in targets:
+        needed[p] = True
+    n = plan.n_leaves
+    for k in range(len(plan.ops) - 1, -1, -1):
+        if needed[n + k]:
+            for i in plan.inputs[k]:
+                needed[i] = True
+    return needed
+
+
+def _forward_uses(plan: Plan, needed: list[bool]) -> list[int]:
+    uses = [0] * len(plan.spec_list)
+    n = plan.n_leaves
+    for k, ins in enumerate(plan.inputs):
+        if needed[n + k]:
+            for i in ins:
+                uses[i] += 1
+    return uses
+
+
+def _forward(plan: Plan, values: Mapping[int, np.ndarray], needed: list[bool], uses: list[int],
+             should_stop: ShouldStop) -> list:
+    n = plan.n_leaves
+    vals: list = [None] * len(plan.spec_list)
+    for p in range(n):
+        if needed[p]:
+            vals[p] = _leaf_value(plan, values, p)
+    nodes, ops, inputs, specs = plan.graph.nodes, plan.ops, plan.inputs, plan.spec_list
+    for k in range(len(ops)):
+        p = n + k
+        if not needed[p]:
+            continue
+        if should_stop is not None and should_stop():
+            raise Cancelled("cancelled")
+        ins = inputs[k]
+        node = nodes[k]
+        try:
+            out = ops[k].forward([vals[i] for i in ins], node.attrs)
+        except EngineError as e:
+            raise e.at(node.id, node.op)
+        spec = specs[p]
+        if type(out) is not np.ndarray:
+            out = np.asarray(out)
+        if out.dtype != spec.dtype:
+            out = out.astype(spec.dtype)
+        if out.shape != spec.shape:
+            raise EngineError(f"internal: forward produced shape {out.shape}, inferred {spec.shape}",
+                              node=node.id, op=node.op)
+        vals[p] = out
+        for i in ins:
+            uses[i] -= 1
+            if uses[i] == 0:
+                vals[i] = None
+    return vals
+
+
+def _leaf_value(plan: Plan, values: Mapping[int, np.ndarray], p: int) -> np.ndarray:
+    id_, spec = plan.ids[p], plan.spec_list[p]
+    try:
+        v = values[id_]
+    except KeyError:
+        raise ReferenceError_(f"leaf {id_} has no value") from None
+    if v.shape != spec.shape or v.dtype != spec.dtype:
+        raise GraphError(f"leaf {id_}: value is {v.dtype.name}{list(v.shape)}, "
+                         f"declared {spec.dtype.name}{list(spec.shape)}")
+    return v

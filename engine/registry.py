@@ -1,0 +1,130 @@
+"""The one op registry: each op is a record with its forward, backward and shape rule side by side.
+
+Rule signatures (every op, no exceptions):
+
+    infer(specs: list[TensorSpec], attrs) -> TensorSpec           # no allocation, raises GraphError
+    forward(xs: list[ndarray], attrs) -> ndarray
+    backward(g, xs: list[ndarray], out: ndarray, attrs) -> tuple[ndarray | None, ...]
+
+`backward` returns one gradient (or None) per input. A gradient may have the broadcast shape of the
+op's output: the executor sums it back to the input's shape (`sum_to`) and casts it to the input's
+dtype, once, centrally. `saves` says what backward reads: an op that does not read its inputs'
+values ("output" only, or nothing) lets the executor free them early; it then receives zero-strided
+stand-ins that carry only shape and dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .errors import ArityError, AttributeValueError, ShapeError
+from .graph import TensorSpec
+
+Attrs = Mapping[str, Any]
+Infer = Callable[[Sequence[TensorSpec], Attrs], TensorSpec]
+Forward = Callable[[Sequence[np.ndarray], Attrs], np.ndarray]
+Backward = Callable[[np.ndarray, Sequence[np.ndarray], np.ndarray, Attrs], Sequence[np.ndarray | None]]
+
+INPUTS, OUTPUT = "inputs", "output"
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    name: str
+    arity: tuple[int, int | None]          # (min, max); max None means variadic
+    infer: Infer
+    forward: Forward
+    backward: Backward | None              # None: not differentiable (comparisons, arg-ops, ...)
+    saves: frozenset[str] = frozenset({INPUTS, OUTPUT})
+
+    @property
+    def differentiable(self) -> bool:
+        return self.backward is not None
+
+    def check_arity(self, n: int) -> None:
+        lo, hi = self.arity
+        if n < lo or (hi is not None and n > hi):
+            want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi is not None else f"at least {lo}"
+            raise ArityError(f"expects {want} inputs, got {n}")
+
+
+OPS: dict[str, Op] = {}
+
+
+def register(name: str, *, infer: Infer, forward: Forward, backward: Backward | None,
+             arity: int | tuple[int, int | None] = 1, saves: Sequence[str] = (INPUTS, OUTPUT)) -> Op:
+    if name in OPS:
+        raise ValueError(f"op {name!r} registered twice")
+    if isinstance(arity, int):
+        arity = (arity, arity)
+    op = Op(name, arity, infer, forward, backward, frozenset(saves))
+    OPS[name] = op
+    return op
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared by the op tables
+
+
+def sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a broadcast gradient back to `shape`: leading dims first, then every dim of size 1."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    if lead:
+        g = g.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)
+
+
+def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ShapeError("shapes " + ", ".join(str(tuple(s)) for s in shapes)
+                         + " cannot be broadcast together") from None
+
+
+def attr(attrs: Attrs, name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    """Read one attribute, checking its type. A missing or None value gives `default`
+    (`...`, the default, makes the attribute required). Ints are accepted where floats are."""
+    value = attrs.get(name)
+    if value is None:
+        if default is ...:
+            raise AttributeValueError(f"missing attribute {name!r}")
+        return default
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        pass
+    elif float in kinds and isinstance(value, int):
+        return float(value)
+    elif isinstance(value, kinds):
+        return value
+    names = "/".join(k.__name__ for k in kinds)
+    raise AttributeValueError(f"attribute {name!r} must be {names}, got {value!r}")
+
+
+def norm_dim(dim: int, ndim: int) -> int:
+    """Wrap a possibly negative dim; 0-dim tensors accept dim 0 and -1 as PyTorch does."""
+    n = max(ndim, 1)
+    if not isinstance(dim, int) or isinstance(dim, bool) or not -n <= dim < n:
+        raise AttributeValueError(
+            f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+    return dim % n
+
+
+def norm_dims(dims: Any, ndim: int) -> tuple[int, ...]:
+    """None or () mean every dim; ints and tuples of ints are wrapped and deduplicated."""
+    if dims is None or dims == ():
+        return tuple(range(ndim))
+    if isinstance(dims, int):
+        dims = (dims,)
+    out = tuple(sorted({norm_dim(d, ndim) for d in dims}))
+    if len(out) != len(dims):
+        raise AttributeValueError(f"dim {tuple(dims)} appears multiple times in the list of dims")
+    return tuple(d for d in out if d < ndim)

@@ -1,0 +1,1 @@
+"""gradserve server: gRPC front process, worker pool and CLI."""

@@ -1,0 +1,36 @@
+"""Build hook: generate the gRPC/protobuf modules from protos/ at build time (never committed)."""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).parent
+PROTO_ROOT = ROOT / "protos"
+# The package `gradserve` lives in client/, so gradserve.v1 is generated into client/v1/.
+DEST = ROOT / "client" / "v1"
+
+
+def generate_protos() -> None:
+    import grpc_tools
+    from grpc_tools import protoc
+
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
+    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / "gradserve" / "v1").glob("*.proto"))
+    with tempfile.TemporaryDirectory() as out:
+        for proto in protos:
+            args = ["protoc", f"-I{PROTO_ROOT}", f"-I{well_known}",
+                    f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", proto]
+            if protoc.main(args) != 0:
+                raise RuntimeError(f"protoc failed on {proto}")
+        DEST.mkdir(exist_ok=True)
+        for generated in (Path(out) / "gradserve" / "v1").iterdir():
+            shutil.copy(generated, DEST / generated.name)
+    (DEST / "__init__.py").write_text('"""Generated protobuf and gRPC modules for gradserve.v1."""\n')
+
+
+# Generated before setup() runs: setuptools checks that every package folder exists while it
+# prepares metadata, before any build command.
+generate_protos()
+setup()
