@@ -1,0 +1,446 @@
+"""The one codec between graphs/tensors and gradserve.v1 protobuf messages, for client and server.
+
+Tensors travel as a TensorSpec (dtype name, shape, nbytes) plus raw little-endian, C-contiguous bytes
+in Chunk messages of CHUNK_BYTES. Receivers read `chunk.data` exactly once (under upb every access
+is a fresh copy) and copy it straight into a preallocated buffer, so a tensor is never joined from
+parts. Every decoding problem raises WireError naming the tensor (or node) it concerns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Mapping, MutableMapping, Sequence
+
+import numpy as np
+from gradserve.engine import Graph, Leaf, Node, Result
+from gradserve.v1 import gradserve_pb2 as pb
+
+__all__ = [
+    "CHUNK_BYTES", "GRAPH_PART_NODES", "PROTOCOL_VERSION", "DTYPES", "WireError", "Result",
+    "WireTensor", "RequestHead", "RequestReader", "ChunkSink",
+    "request_messages", "read_results", "result_messages", "summary_message",
+    "attrs_to_proto", "attrs_from_proto", "value_to_proto", "value_from_proto",
+    "spec_to_proto", "spec_from_proto", "graph_parts", "graph_from_parts",
+]
+
+# NOTE: gRPC's default receive limit is 4 MiB per message and a 4 MiB `bytes` plus its protobuf
+# header already exceeds it; 1 MiB chunks also pipeline best (../shared/reference/grpc-transport.md
+# §0.1, https://github.com/grpc/grpc-java/issues/9793).
+CHUNK_BYTES = 1 << 20
+GRAPH_PART_NODES = 10_000          # leaves + nodes per GraphPart, keeps each part well under 4 MiB
+PROTOCOL_VERSION = 1
+
+# Wire dtype names; data is always little-endian.
+DTYPES: dict[str, np.dtype] = {name: np.dtype(name).newbyteorder("<") for name in (
+    "bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64")}
+
+_KIND_TO_PB = {"value": pb.TensorHeader.VALUE, "grad": pb.TensorHeader.GRAD}
+_KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+class WireError(ValueError):
+    """A message stream that does not follow the gradserve.v1 contract."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Attributes
+
+
+def value_to_proto(value: object) -> pb.Value:
+    """None / bool / int / float / str / (nested) tuple or list -> Value."""
+    if value is None:
+        return pb.Value(none=True)
+    if isinstance(value, (bool, np.bool_)):
+        return pb.Value(b=bool(value))
+    if isinstance(value, (int, np.integer)):
+        v = int(value)
+        if not _INT64[0] <= v <= _INT64[1]:
+            raise WireError(f"attribute value {v} does not fit in 64 bits")
+        return pb.Value(i=v)
+    if isinstance(value, (float, np.floating)):
+        return pb.Value(f=float(value))
+    if isinstance(value, str):
+        return pb.Value(s=value)
+    if isinstance(value, (tuple, list)):
+        return pb.Value(list=pb.ValueList(items=[value_to_proto(v) for v in value]))
+    raise WireError(f"attribute values must be None, bool, int, float, str or tuples of them, "
+                    f"got {type(value).__name__}")
+
+
+def value_from_proto(value: pb.Value) -> object:
+    """Value -> Python; lists come back as tuples."""
+    kind = value.WhichOneof("kind")
+    if kind == "none":
+        return None
+    if kind == "list":
+        return tuple(value_from_proto(v) for v in value.list.items)
+    if kind is None:
+        raise WireError("attribute value has no kind set")
+    return getattr(value, kind)
+
+
+def attrs_to_proto(attrs: Mapping[str, object]) -> dict[str, pb.Value]:
+    """An attribute dict as the Value map of a Node (pass it as `pb.Node(attrs=...)`)."""
+    return {str(k): value_to_proto(v) for k, v in attrs.items()}
+
+
+def attrs_from_proto(attrs: Mapping[str, pb.Value]) -> dict[str, object]:
+    return {k: value_from_proto(v) for k, v in attrs.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tensor specs
+
+
+@dataclass(frozen=True, slots=True)
+class WireTensor:
+    """A validated TensorSpec from the wire."""
+
+    id: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    nbytes: int
+    requires_grad: bool = False
+
+
+def spec_to_proto(id_: int, shape: Sequence[int], dtype: np.dtype, *,
+                  requires_grad: bool = False) -> pb.TensorSpec:
+    dtype = np.dtype(dtype)
+    if dtype.name not in DTYPES:
+        raise WireError(f"tensor {id_}: dtype {dtype} is not supported on the wire")
+    shape = tuple(int(s) for s in shape)
+    return pb.TensorSpec(id=id_, dtype=dtype.name, shape=shape,
+                         nbytes=_numel(shape) * dtype.itemsize, requires_grad=requires_grad)
+
+
+def spec_from_proto(spec: pb.TensorSpec, what: str = "tensor") -> WireTensor:
+    """Check dtype, shape and byte length; `what` names the tensor in errors ("leaf", "seed")."""
+    dtype = DTYPES.get(spec.dtype)
+    if dtype is None:
+        raise WireError(f"{what} {spec.id}: unknown dtype {spec.dtype!r}")
+    shape = tuple(spec.shape)
+    if any(s < 0 for s in shape):
+        raise WireError(f"{what} {spec.id}: negative dimension in shape {shape}")
+    expected = _numel(shape) * dtype.itemsize
+    if spec.nbytes != expected:
+        raise WireError(f"{what} {spec.id}: nbytes is {spec.nbytes} but shape {shape} of "
+                        f"{spec.dtype} needs {expected}")
+    return WireTensor(spec.id, shape, dtype, expected, spec.requires_grad)
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _as_wire_array(id_: int, array: np.ndarray) -> np.ndarray:
+    """C-contiguous little-endian view (or copy, only when needed)."""
+    array = np.asarray(array)
+    if array.dtype.name not in DTYPES:
+        raise WireError(f"tensor {id_}: dtype {array.dtype} is not supported on the wire")
+    # np.asarray, not np.ascontiguousarray: the latter turns 0-dim arrays into 1-dim ones.
+    return np.asarray(array, dtype=DTYPES[array.dtype.name], order="C")
+
+
+def _chunks(id_: int, array: np.ndarray) -> Iterator[pb.Chunk]:
+    raw = memoryview(array.reshape(-1).view(np.uint8))
+    for offset in range(0, raw.nbytes, CHUNK_BYTES):
+        # bytes(): gRPC and protobuf accept only bytes, not memoryview (one copy per chunk).
+        yield pb.Chunk(id=id_, offset=offset, data=bytes(raw[offset:offset + CHUNK_BYTES]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Graphs
+
+
+def graph_parts(graph: Graph, part_nodes: int = GRAPH_PART_NODES) -> Iterator[pb.GraphPart]:
+    """The graph as GraphParts of at most `part_nodes` leaves + nodes each (always at least one)."""
+    part = pb.GraphPart()
+    size = 0
+    for leaf in graph.leaves:
+        part.leaves.append(spec_to_proto(leaf.id, leaf.shape, leaf.dtype,
+                                         requires_grad=bool(leaf.requires_grad)))
+        size += 1
+        if size == part_nodes:
+            yield part
+            part, size = pb.GraphPart(), 0
+    for node in graph.nodes:
+        part.nodes.append(pb.Node(id=node.id, op=node.op, inputs=node.inputs,
+                                  attrs=attrs_to_proto(node.attrs) if node.attrs else None))
+        size += 1
+        if size == part_nodes:
+            yield part
+            part, size = pb.GraphPart(), 0
+    if size or not (graph.leaves or graph.nodes):
+        yield part
+
+
+def graph_from_parts(parts: Iterable[pb.GraphPart]) -> tuple[Graph, list[WireTensor]]:
+    """GraphParts -> engine Graph plus the validated wire spec of every leaf."""
+    leaves: list[Leaf] = []
+    specs: list[WireTensor] = []
+    nodes: list[Node] = []
+    for part in parts:
+        for s in part.leaves:
+            t = spec_from_proto(s, "leaf")
+            specs.append(t)
+            leaves.append(Leaf(t.id, t.shape, np.dtype(t.dtype.name), t.requires_grad))
+        for n in part.nodes:
+            try:
+                attrs = attrs_from_proto(n.attrs) if n.attrs else {}
+            except WireError as e:
+                raise WireError(f"node {n.id} ({n.op}): {e}") from None
+            nodes.append(Node(n.id, n.op, tuple(n.inputs), attrs))
+    return Graph(leaves, nodes), specs
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests (client side)
+
+
+def request_messages(*, graph: Graph, values: Mapping[int, np.ndarray], outputs: Sequence[int] = (),
+                     roots: Sequence[int] = (), seeds: Mapping[int, np.ndarray] | None = None,
+                     grads: Sequence[int] = (), request_id: str = "") -> Iterator[pb.ComputeRequest]:
+    """Header, GraphPart(s), then the Chunks of every leaf value and seed.
+
+    `seeds` maps root id -> seed array; None (or a missing root) lets the server seed with ones.
+    When seeds are given there must be one per root. Arrays are checked against the declared leaf
+    specs before anything is yielded.
+    """
+    arrays: list[tuple[int, np.ndarray]] = []
+    for leaf in graph.leaves:
+        if leaf.id not in values:
+            raise WireError(f"leaf {leaf.id}: no value given")
+        a = _as_wire_array(leaf.id, values[leaf.id])
+        if a.shape != tuple(leaf.shape) or a.dtype.name != np.dtype(leaf.dtype).name:
+            raise WireError(f"leaf {leaf.id}: value is {a.dtype.name}{list(a.shape)}, declared "
+                            f"{np.dtype(leaf.dtype).name}{list(leaf.shape)}")
+        arrays.append((leaf.id, a))
+    seed_specs: list[pb.TensorSpec] = []
+    if seeds:
+        missing = [r for r in roots if r not in seeds]
+        if missing:
+            raise WireError(f"root {missing[0]}: no seed given (give a seed for every root or none)")
+        fresh = 1 + max([0, *(leaf.id for leaf in graph.leaves), *(n.id for n in graph.nodes)])
+        for k, root in enumerate(roots):
+            a = _as_wire_array(root, seeds[root])
+            seed_specs.append(spec_to_proto(fresh + k, a.shape, a.dtype))
+            arrays.append((fresh + k, a))
+    yield pb.ComputeRequest(header=pb.Header(
+        request_id=request_id, protocol_version=PROTOCOL_VERSION, outputs=outputs, roots=roots,
+        seeds=seed_specs, grads=grads))
+    for part in graph_parts(graph):
+        yield pb.ComputeRequest(graph=part)
+    for id_, a in arrays:
+        for chunk in _chunks(id_, a):
+            yield pb.ComputeRequest(chunk=chunk)
+
+
+# ---------------------------------------------------------------------------------------------
+# Requests (server side)
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """Everything before the first Chunk: the header, the graph and the tensors still to come."""
+
+    request_id: str
+    outputs: list[int]
+    roots: list[int]
+    grads: list[int]
+    graph: Graph
+    leaves: list[WireTensor]
+    seeds: list[WireTensor]       # seeds[i] pairs with roots[i]; empty: seed every root with ones
+
+    @property
+    def tensors(self) -> list[WireTensor]:
+        """Every tensor whose bytes follow, leaves then seeds."""
+        return [*self.leaves, *self.seeds]
+
+
+class ChunkSink:
+    """Copies chunks straight into preallocated byte buffers, one per tensor id, in order."""
+
+    def __init__(self, buffers: Mapping[int, memoryview]) -> None:
+        self._buffers = buffers
+        self._received = dict.fromkeys(buffers, 0)
+
+    def write(self, chunk: pb.Chunk, what: str = "tensor") -> None:
+        id_ = chunk.id
+        buf = self._buffers.get(id_)
+        if buf is None:
+            raise WireError(f"chunk for unknown {what} {id_}")
+        data = chunk.data                     # read once: each access copies
+        offset, n = chunk.offset, len(data)
+        if offset != self._received[id_]:
+            raise WireError(f"{what} {id_}: chunk at offset {offset}, expected "
+                            f"{self._received[id_]} (chunks must arrive in order, without gaps)")
+        if offset + n > buf.nbytes:
+            raise WireError(f"{what} {id_}: chunk [{offset}, {offset + n}) lies outside its "
+                            f"{buf.nbytes} bytes")
+        buf[offset:offset + n] = data
+        self._received[id_] = offset + n
+
+    def missing(self) -> list[tuple[int, int, int]]:
+        """(id, received, expected) for every incomplete tensor."""
+        return [(i, self._received[i], b.nbytes) for i, b in self._buffers.items()
+                if self._received[i] != b.nbytes]
+
+    def finish(self, what: str = "tensor") -> None:
+        missing = self.missing()
+        if missing:
+            i, got, want = missing[0]
+            raise WireError(f"{what} {i}: stream ended after {got} of {want} bytes")
+
+
+class RequestReader:
+    """Decodes one request stream: `head()` reads up to the first Chunk, `read_into()` the rest."""
+
+    def __init__(self, messages: Iterable[pb.ComputeRequest]) -> None:
+        self._messages = iter(messages)
+        self._first_chunk: pb.Chunk | None = None
+
+    def head(self) -> RequestHead:
+        first = next(self._messages, None)
+        if first is None or first.WhichOneof("kind") != "header":
+            raise WireError("a request stream must start with a Header")
+        h = first.header
+        if h.protocol_version not in (0, PROTOCOL_VERSION):
+            raise WireError(f"unsupported protocol_version {h.protocol_version}, "
+                            f"this server speaks {PROTOCOL_VERSION}")
+        parts = []
+        for msg in self._messages:
+            kind = msg.WhichOneof("kind")
+            if kind == "graph":
+                parts.append(msg.graph)
+            elif kind == "chunk":
+                self._first_chunk = msg.chunk
+                break
+            else:
+                raise WireError(f"unexpected {kind or 'empty'} message after the header")
+        graph, leaves = graph_from_parts(parts)
+        seeds = [spec_from_proto(s, "seed") for s in h.seeds]
+        roots = list(h.roots)
+        if seeds and len(seeds) != len(roots):
+            raise WireError(f"{len(seeds)} seeds for {len(roots)} roots: give one per root or none")
+        seen: set[int] = set()
+        for t in [*leaves, *seeds]:
+            if t.id in seen:
+                raise WireError(f"tensor {t.id}: id used twice")
+            seen.add(t.id)
+        node_ids = {n.id for n in graph.nodes}
+        for s in seeds:
+            if s.id in node_ids:
+                raise WireError(f"seed {s.id}: id collides with a graph node")
+        return RequestHead(h.request_id, list(h.outputs), roots, list(h.grads), graph, leaves, seeds)
+
+    def read_into(self, buffers: Mapping[int, memoryview]) -> None:
+        """Copy every remaining chunk into `buffers[id]` (bytes); raise WireError unless each
+        buffer was filled exactly."""
+        sink = ChunkSink(buffers)
+        if self._first_chunk is not None:
+            sink.write(self._first_chunk)
+            self._first_chunk = None
+        for msg in self._messages:
+            if msg.WhichOneof("kind") != "chunk":
+                raise WireError(f"unexpected {msg.WhichOneof('kind') or 'empty'} message "
+                                "among the tensor chunks")
+            sink.write(msg.chunk)
+        sink.finish()
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses
+
+
+def result_messages(kind: str, id_: int, array: np.ndarray | None) -> Iterator[pb.ComputeResponse]:
+    """One result: a TensorHeader, then its Chunks (none when absent or empty)."""
+    if array is None:
+        if kind != "grad":
+            raise WireError(f"{kind} {id_}: only gradients may be absent")
+        yield pb.ComputeResponse(tensor=pb.TensorHeader(kind=_KIND_TO_PB[kind],
+                                                        spec=pb.TensorSpec(id=id_), absent=True))
+        return
+    a = _as_wire_array(id_, array)
+    yield pb.ComputeResponse(tensor=pb.TensorHeader(kind=_KIND_TO_PB[kind],
+                                                    spec=spec_to_proto(id_, a.shape, a.dtype)))
+    for chunk in _chunks(id_, a):
+        yield pb.ComputeResponse(chunk=chunk)
+
+
+def summary_message(nodes_executed: int = 0, compute_seconds: float = 0.0,
+                    worker: str = "") -> pb.ComputeResponse:
+    return pb.ComputeResponse(summary=pb.Summary(nodes_executed=nodes_executed,
+                                                 compute_seconds=compute_seconds, worker=worker))
+
+
+@dataclass(slots=True)
+class _Incoming:
+    kind: str
+    array: np.ndarray
+    flat: memoryview
+    received: int = 0
+
+
+@dataclass(slots=True)
+class ReadState:
+    """What `read_results` saw; `summary` is set once the stream is complete."""
+
+    summary: pb.Summary | None = None
+    open: MutableMapping[int, _Incoming] = field(default_factory=dict)
+
+
+def read_results(responses: Iterable[pb.ComputeResponse],
+                 state: ReadState | None = None) -> Iterator[Result]:
+    """Assemble streamed results into arrays, yielding each as soon as its last byte arrives.
+
+    Consumes the final Summary (available in `state.summary` when a ReadState is passed).
+    """
+    state = state if state is not None else ReadState()
+    pending = state.open
+    for msg in responses:
+        kind = msg.WhichOneof("kind")
+        if kind == "chunk":
+            chunk = msg.chunk
+            inc = pending.get(chunk.id)
+            if inc is None:
+                raise WireError(f"chunk for tensor {chunk.id}, which has no open TensorHeader")
+            data = chunk.data                 # read once: each access copies
+            offset, n = chunk.offset, len(data)
+            if offset != inc.received or offset + n > inc.flat.nbytes:
+                raise WireError(f"tensor {chunk.id}: chunk [{offset}, {offset + n}) does not "
+                                f"continue at {inc.received} within {inc.flat.nbytes} bytes")
+            inc.flat[offset:offset + n] = data
+            inc.received += n
+            if inc.received == inc.flat.nbytes:
+                del pending[chunk.id]
+                yield Result(inc.kind, chunk.id, inc.array)
+        elif kind == "tensor":
+            header = msg.tensor
+            rkind = _KIND_FROM_PB.get(header.kind)
+            if rkind is None:
+                raise WireError(f"tensor {header.spec.id}: result kind is unspecified")
+            if header.absent:
+                yield Result(rkind, header.spec.id, None)
+                continue
+            t = spec_from_proto(header.spec)
+            if t.id in pending:
+                raise WireError(f"tensor {t.id}: new TensorHeader before its bytes were complete")
+            array = np.empty(t.shape, t.dtype)
+            flat = memoryview(array.reshape(-1).view(np.uint8))
+            if t.nbytes == 0:
+                yield Result(rkind, t.id, array)
+            else:
+                pending[t.id] = _Incoming(rkind, array, flat)
+        elif kind == "summary":
+            if pending:
+                i, inc = next(iter(pending.items()))
+                raise WireError(f"tensor {i}: summary after {inc.received} of {inc.flat.nbytes} bytes")
+            state.summary = msg.summary
+            return
+        else:
+            raise WireError("empty response message")
+    raise WireError("response stream ended without a Summary")
