@@ -9,12 +9,14 @@ from .errors import (ArityError, AttributeValueError, Cancelled, CycleError, DTy
                      EngineError, GraphError, LimitError, ReferenceError_, ShapeError,
                      UnknownOpError)
 from .executor import Plan, Result, backward, evaluate, infer_node, plan
+from .gradcheck import GradcheckError, check_jacobians, gradcheck
 from .graph import Graph, Leaf, Limits, Node, TensorSpec
 from .registry import OPS, Op, sum_to
 
 __all__ = [
     "ArityError", "AttributeValueError", "Cancelled", "CycleError", "DTYPES", "DTypeError",
-    "EngineError", "Graph", "GraphError", "Leaf", "LimitError", "Limits", "Node", "OPS", "Op",
-    "Plan", "ReferenceError_", "Result", "ShapeError", "TensorSpec", "UnknownOpError",
-    "backward", "evaluate", "infer_node", "plan", "result_type", "sum_to",
+    "EngineError", "GradcheckError", "Graph", "GraphError", "Leaf", "LimitError", "Limits", "Node",
+    "OPS", "Op", "Plan", "ReferenceError_", "Result", "ShapeError", "TensorSpec", "UnknownOpError",
+    "backward", "check_jacobians", "evaluate", "gradcheck", "infer_node", "plan", "result_type",
+    "sum_to",
 ]

@@ -90,3 +90,17 @@ def floating_result(dtype: np.dtype) -> np.dtype:
 def require_float(dtype: np.dtype, what: str) -> None:
     if not is_float(dtype):
         raise DTypeError(f"{what} expects a floating point tensor, got {dtype.name}")
+
+
+# PyTorch's scalar-type names, for messages that quote them ("... Got: Long").
+TORCH_NAMES = {"bool": "Bool", "uint8": "Byte", "int8": "Char", "int16": "Short", "int32": "Int",
+               "int64": "Long", "float16": "Half", "float32": "Float", "float64": "Double"}
+
+
+def parse_dtype(value: object) -> np.dtype:
+    """A dtype attribute: one of the wire names ("float32", ...)."""
+    from .errors import AttributeValueError
+    if not isinstance(value, str) or value not in BY_NAME:
+        raise AttributeValueError(f"unsupported dtype {value!r}; expected one of "
+                                  + ", ".join(sorted(BY_NAME)))
+    return BY_NAME[value]

@@ -15,7 +15,7 @@ from .dtypes import SUPPORTED, is_float
 from .errors import (Cancelled, CycleError, EngineError, GraphError, LimitError,
                      ReferenceError_, UnknownOpError)
 from .graph import Graph, Limits, Node, TensorSpec
-from .registry import INPUTS, OPS, OUTPUT, Op, sum_to
+from .registry import OPS, Op, sum_to
 
 ShouldStop = Callable[[], bool] | None
 
@@ -39,6 +39,8 @@ class Plan:
     ops: list[Op]                          # node index -> op
     inputs: list[tuple[int, ...]]          # node index -> input positions
     n_leaves: int
+    reads: list[tuple[tuple[int, ...], bool]]  # node index -> (input positions backward reads,
+                                               #                 does it read the output)
 
     @property
     def specs(self) -> dict[int, TensorSpec]:
@@ -100,6 +102,7 @@ def plan(graph: Graph, limits: Limits = Limits()) -> Plan:
 
     ops: list[Op] = []
     inputs: list[tuple[int, ...]] = []
+    reads: list[tuple[tuple[int, ...], bool]] = []
     for index, node in enumerate(graph.nodes):
         op = OPS.get(node.op)
         if op is None:
@@ -122,7 +125,9 @@ def plan(graph: Graph, limits: Limits = Limits()) -> Plan:
         rg.append(op.backward is not None and is_float(spec.dtype) and any(rg[p] for p in ins))
         ops.append(op)
         inputs.append(ins)
-    return Plan(graph, pos, ids, specs, rg, ops, inputs, n_leaves)
+        read_ins, read_out = op.reads(len(ins))
+        reads.append((tuple(ins[j] for j in read_ins), read_out))
+    return Plan(graph, pos, ids, specs, rg, ops, inputs, n_leaves, reads)
 
 
 def _check_elements(spec: TensorSpec, limits: Limits, what: str) -> None:
@@ -173,7 +178,7 @@ def evaluate(plan: Plan, values: Mapping[int, np.ndarray], outputs: Sequence[int
     for p in out_pos:
         uses[p] += 1
     vals = _forward(plan, values, needed, uses, should_stop)
-    return {i: vals[p] for i, p in zip(outputs, out_pos)}
+    return {i: _owned(vals[p]) for i, p in zip(outputs, out_pos)}
 
 
 def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
@@ -186,28 +191,28 @@ def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
     for i, p in zip(roots, root_pos):
         if not rg[p]:
             raise GraphError(f"root {i} does not require grad and has no gradient function")
+        seed = seeds.get(i)
+        if seed is None or np.shape(seed) != specs[p].shape:
+            raise GraphError(f"seed for root {i} has shape "
+                             f"{None if seed is None else np.shape(seed)}, "
+                             f"expected {specs[p].shape}")
     wanted = {plan._position(i): i for i in grads}
+    steps, leads, needed = _backward_steps(plan, root_pos, wanted)
 
-    # A position "leads" to a wanted gradient if it is wanted or an input leads to one.
-    leads = [p in wanted and rg[p] for p in range(n_leaves)]
-    for k, ins in enumerate(plan.inputs):
-        p = n_leaves + k
-        leads.append(rg[p] and (p in wanted or any(leads[i] for i in ins)))
-    needed = _ancestors(plan, root_pos)
-    active = [needed[n_leaves + k] and leads[n_leaves + k] for k in range(len(plan.ops))]
-
-    # What backward reads, and how many gradient contributions each position still awaits.
+    # What forward must keep for backward, and how many gradient contributions each position
+    # still awaits (a wanted leaf's gradient is final when its count reaches zero).
     uses = _forward_uses(plan, needed)
     pending = [0] * len(specs)
-    for k, ins in enumerate(plan.inputs):
-        if not active[k]:
-            continue
-        saves = plan.ops[k].saves
-        if OUTPUT in saves:
+    reads = plan.reads
+    inputs = plan.inputs
+    for k in steps:
+        ins = inputs[k]
+        read_ins, read_out = reads[k]
+        if read_out:
             uses[n_leaves + k] += 1
+        for i in read_ins:
+            uses[i] += 1
         for i in ins:
-            if INPUTS in saves:
-                uses[i] += 1
             if leads[i]:
                 pending[i] += 1
     for p in root_pos:
@@ -215,72 +220,127 @@ def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
 
     vals = _forward(plan, values, needed, uses, should_stop)
     for i, p in zip(roots, root_pos):
-        yield Result("value", i, np.ascontiguousarray(vals[p]))
+        yield Result("value", i, _owned(vals[p]))
         _release(vals, uses, p)
 
-    acc: list[np.ndarray | None] = [None] * len(specs)
+    acc: list = [None] * len(specs)
     for i, p in zip(roots, root_pos):
-        seed = np.asarray(seeds[i])
-        if seed.shape != specs[p].shape:
-            raise GraphError(f"seed for root {i} has shape {seed.shape}, expected {specs[p].shape}")
-        seed = seed.astype(specs[p].dtype, copy=False)
+        seed = np.array(seeds[i], dtype=specs[p].dtype)   # a copy: results never alias inputs
         acc[p] = seed if acc[p] is None else acc[p] + seed
 
+    given: dict[int, np.ndarray] = {}
     reachable = {p for p in wanted if leads[p] and (needed[p] or p in root_pos)}
     for p, i in wanted.items():
         if p not in reachable:
             yield Result("grad", i, None)
         elif p < n_leaves and pending[p] == 0:
-            yield _final(i, acc[p], specs[p])
+            yield _final(i, acc[p], specs[p], given)
 
-    for k in range(len(plan.ops) - 1, -1, -1):
-        if not active[k]:
-            continue
-        if should_stop is not None and should_stop():
-            raise Cancelled("cancelled")
+    ready: list[Result] = []
+    position = len(steps)
+    while position:
+        with np.errstate(all="ignore"):
+            while position and not ready:
+                position -= 1
+                _backward_node(plan, steps[position], vals, acc, uses, pending, leads, wanted,
+                               ready, given, should_stop)
+        yield from ready
+        ready.clear()
+
+
+def _backward_steps(plan: Plan, root_pos: Sequence[int], wanted: Mapping[int, int]):
+    """The node indices backward visits (ancestors of a root on a path to a wanted gradient), in
+    topological order, plus the per-position `leads` and `needed` flags."""
+    n_leaves, rg, inputs = plan.n_leaves, plan.requires_grad, plan.inputs
+    leads = [rg[p] and p in wanted for p in range(n_leaves)]
+    for k, ins in enumerate(inputs):
         p = n_leaves + k
-        g = acc[p]
-        acc[p] = None
-        if p in wanted:
-            yield _final(wanted[p], g, specs[p])
-        op, ins = plan.ops[k], plan.inputs[k]
-        if g is not None:
-            node = plan.graph.nodes[k]
-            xs = [vals[i] if INPUTS in op.saves else _standin(specs[i]) for i in ins]
-            out = vals[p] if OUTPUT in op.saves else _standin(specs[p])
-            try:
-                in_grads = op.backward(g, xs, out, node.attrs)
-            except EngineError as e:
-                raise e.at(node.id, node.op)
-            for j, i in enumerate(ins):
-                if not leads[i]:
-                    continue
-                gi = in_grads[j]
-                if gi is not None:
-                    gi = np.asarray(gi)
-                    spec = specs[i]
-                    if gi.shape != spec.shape:
-                        gi = sum_to(gi, spec.shape)
-                    if gi.dtype != spec.dtype:
-                        gi = gi.astype(spec.dtype)
-                    acc[i] = gi if acc[i] is None else acc[i] + gi
-        for i in ins:
-            if leads[i]:
-                pending[i] -= 1
-                if pending[i] == 0 and i < n_leaves and i in wanted:
-                    yield _final(wanted[i], acc[i], specs[i])
-                    acc[i] = None
-        if OUTPUT in op.saves:
-            _release(vals, uses, p)
-        if INPUTS in op.saves:
-            for i in ins:
-                _release(vals, uses, i)
+        lead = False
+        if rg[p]:
+            if p in wanted:
+                lead = True
+            else:
+                for i in ins:
+                    if leads[i]:
+                        lead = True
+                        break
+        leads.append(lead)
+    needed = _ancestors(plan, root_pos)
+    steps = [k for k in range(len(inputs)) if needed[n_leaves + k] and leads[n_leaves + k]]
+    return steps, leads, needed
 
 
-def _final(id_: int, g: np.ndarray | None, spec: TensorSpec) -> Result:
+def _backward_node(plan: Plan, k: int, vals: list, acc: list, uses: list[int],
+                   pending: list[int], leads: list[bool], wanted: Mapping[int, int],
+                   ready: list[Result], given: dict[int, np.ndarray],
+                   should_stop: ShouldStop) -> None:
+    """Run one node's backward rule and route its input gradients."""
+    if should_stop is not None and should_stop():
+        raise Cancelled("cancelled")
+    n_leaves, specs = plan.n_leaves, plan.spec_list
+    p = n_leaves + k
+    g = acc[p]
+    acc[p] = None
+    if p in wanted:  # a copy: backward keeps using g after the caller has it
+        ready.append(_final(wanted[p], None if g is None else g.copy(), specs[p], given))
+    op, ins = plan.ops[k], plan.inputs[k]
+    read_ins, read_out = plan.reads[k]
+    if g is not None:
+        node = plan.graph.nodes[k]
+        xs = [vals[i] if i in read_ins else _standin(specs[i]) for i in ins]
+        out = vals[p] if read_out else _standin(specs[p])
+        try:
+            in_grads = op.backward(g, xs, out, node.attrs)
+        except EngineError as e:
+            raise e.at(node.id, node.op)
+        except Exception as e:  # a rule bug or unexpected data: still name the node
+            raise EngineError(f"backward failed: {type(e).__name__}: {e}",
+                              node=node.id, op=node.op) from e
+        for j, i in enumerate(ins):
+            if not leads[i]:
+                continue
+            gi = in_grads[j]
+            if gi is None:
+                continue
+            spec = specs[i]
+            if type(gi) is not np.ndarray:
+                gi = np.asarray(gi)
+            if gi.shape != spec.shape:
+                gi = sum_to(gi, spec.shape)
+            if gi.dtype != spec.dtype:
+                gi = gi.astype(spec.dtype)
+            prev = acc[i]
+            acc[i] = gi if prev is None else prev + gi
+    for i in ins:
+        if leads[i]:
+            pending[i] -= 1
+            if pending[i] == 0 and i < n_leaves and i in wanted:
+                ready.append(_final(wanted[i], acc[i], specs[i], given))
+                acc[i] = None
+    if read_out:
+        _release(vals, uses, p)
+    for i in read_ins:
+        _release(vals, uses, i)
+
+
+def _final(id_: int, g: np.ndarray | None, spec: TensorSpec,
+           given: dict[int, np.ndarray]) -> Result:
+    """A finished gradient as an array the caller owns: C-contiguous, writeable, and shared with
+    no other result (rules may pass one array to several inputs) and no forward value."""
     if g is None:  # reachable, but every contribution was None: a zero gradient
         return Result("grad", id_, np.zeros(spec.shape, spec.dtype))
-    return Result("grad", id_, np.ascontiguousarray(g))
+    if (not g.flags.c_contiguous or not g.flags.writeable or g.base is not None
+            or id(g) in given):
+        g = np.array(g, order="C")
+    given[id(g)] = g
+    return Result("grad", id_, g)
+
+
+def _owned(v: np.ndarray) -> np.ndarray:
+    """A C-contiguous array that is not a view of a leaf value or of another result."""
+    if v.base is not None or not v.flags.c_contiguous:
+        return np.array(v, order="C")
+    return v
 
 
 def _standin(spec: TensorSpec) -> np.ndarray:
@@ -299,9 +359,10 @@ def _ancestors(plan: Plan, targets: Sequence[int]) -> list[bool]:
     for p in targets:
         needed[p] = True
     n = plan.n_leaves
-    for k in range(len(plan.ops) - 1, -1, -1):
+    inputs = plan.inputs
+    for k in range(len(inputs) - 1, -1, -1):
         if needed[n + k]:
-            for i in plan.inputs[k]:
+            for i in inputs[k]:
                 needed[i] = True
     return needed
 
@@ -324,31 +385,35 @@ def _forward(plan: Plan, values: Mapping[int, np.ndarray], needed: list[bool], u
         if needed[p]:
             vals[p] = _leaf_value(plan, values, p)
     nodes, ops, inputs, specs = plan.graph.nodes, plan.ops, plan.inputs, plan.spec_list
-    for k in range(len(ops)):
-        p = n + k
-        if not needed[p]:
-            continue
-        if should_stop is not None and should_stop():
-            raise Cancelled("cancelled")
-        ins = inputs[k]
-        node = nodes[k]
-        try:
-            out = ops[k].forward([vals[i] for i in ins], node.attrs)
-        except EngineError as e:
-            raise e.at(node.id, node.op)
-        spec = specs[p]
-        if type(out) is not np.ndarray:
-            out = np.asarray(out)
-        if out.dtype != spec.dtype:
-            out = out.astype(spec.dtype)
-        if out.shape != spec.shape:
-            raise EngineError(f"internal: forward produced shape {out.shape}, inferred {spec.shape}",
-                              node=node.id, op=node.op)
-        vals[p] = out
-        for i in ins:
-            uses[i] -= 1
-            if uses[i] == 0:
-                vals[i] = None
+    with np.errstate(all="ignore"):
+        for k in range(len(ops)):
+            p = n + k
+            if not needed[p]:
+                continue
+            if should_stop is not None and should_stop():
+                raise Cancelled("cancelled")
+            ins = inputs[k]
+            node = nodes[k]
+            try:
+                out = ops[k].forward([vals[i] for i in ins], node.attrs)
+            except EngineError as e:
+                raise e.at(node.id, node.op)
+            except Exception as e:  # a rule bug or unexpected data: still name the node
+                raise EngineError(f"forward failed: {type(e).__name__}: {e}",
+                                  node=node.id, op=node.op) from e
+            spec = specs[p]
+            if type(out) is not np.ndarray:
+                out = np.asarray(out)
+            if out.dtype != spec.dtype:
+                out = out.astype(spec.dtype)
+            if out.shape != spec.shape:
+                raise EngineError(f"internal: forward produced shape {out.shape}, "
+                                  f"inferred {spec.shape}", node=node.id, op=node.op)
+            vals[p] = out
+            for i in ins:
+                uses[i] -= 1
+                if uses[i] == 0:
+                    vals[i] = None
     return vals
 
 

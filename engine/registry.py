@@ -8,9 +8,10 @@ Rule signatures (every op, no exceptions):
 
 `backward` returns one gradient (or None) per input. A gradient may have the broadcast shape of the
 op's output: the executor sums it back to the input's shape (`sum_to`) and casts it to the input's
-dtype, once, centrally. `saves` says what backward reads: an op that does not read its inputs'
-values ("output" only, or nothing) lets the executor free them early; it then receives zero-strided
-stand-ins that carry only shape and dtype.
+dtype, once, centrally. `saves` says what backward reads: "inputs" (all of them), "output", or
+input positions (ints); it may also be a function of the number of inputs returning those (so `mul`
+by a Python scalar saves nothing while `mul` of two tensors saves both). Values backward does not
+read are freed early; backward then receives zero-strided stand-ins that carry only shape and dtype.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ Forward = Callable[[Sequence[np.ndarray], Attrs], np.ndarray]
 Backward = Callable[[np.ndarray, Sequence[np.ndarray], np.ndarray, Attrs], Sequence[np.ndarray | None]]
 
 INPUTS, OUTPUT = "inputs", "output"
+Saves = Sequence[str | int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +40,18 @@ class Op:
     infer: Infer
     forward: Forward
     backward: Backward | None              # None: not differentiable (comparisons, arg-ops, ...)
-    saves: frozenset[str] = frozenset({INPUTS, OUTPUT})
+    saves: frozenset[str | int] | Callable[[int], Saves] = frozenset({INPUTS, OUTPUT})
 
     @property
     def differentiable(self) -> bool:
         return self.backward is not None
+
+    def reads(self, n_inputs: int) -> tuple[tuple[int, ...], bool]:
+        """Which input positions and whether the output backward reads, for `n_inputs` inputs."""
+        saves = self.saves(n_inputs) if callable(self.saves) else self.saves
+        if INPUTS in saves:
+            return tuple(range(n_inputs)), OUTPUT in saves
+        return tuple(j for j in range(n_inputs) if j in saves), OUTPUT in saves
 
     def check_arity(self, n: int) -> None:
         lo, hi = self.arity
@@ -55,12 +64,13 @@ OPS: dict[str, Op] = {}
 
 
 def register(name: str, *, infer: Infer, forward: Forward, backward: Backward | None,
-             arity: int | tuple[int, int | None] = 1, saves: Sequence[str] = (INPUTS, OUTPUT)) -> Op:
+             arity: int | tuple[int, int | None] = 1,
+             saves: Saves | Callable[[int], Saves] = (INPUTS, OUTPUT)) -> Op:
     if name in OPS:
         raise ValueError(f"op {name!r} registered twice")
     if isinstance(arity, int):
         arity = (arity, arity)
-    op = Op(name, arity, infer, forward, backward, frozenset(saves))
+    op = Op(name, arity, infer, forward, backward, saves if callable(saves) else frozenset(saves))
     OPS[name] = op
     return op
 
@@ -80,6 +90,10 @@ def sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if axes:
         g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape)
+
+
+def spec_of(x: np.ndarray) -> TensorSpec:
+    return TensorSpec(x.shape, x.dtype)
 
 
 def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:

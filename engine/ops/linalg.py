@@ -1,0 +1,183 @@
+"""The matmul family: matmul (1-D, 2-D, batched, broadcast), mm, bmm, mv, dot, outer, linear,
+addmm. Operands must share a dtype, as in PyTorch. Backward returns gradients in the broadcast
+batch shape; the executor sums them back to each operand's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..dtypes import TORCH_NAMES
+from ..errors import DTypeError, ShapeError
+from ..graph import TensorSpec
+from ..registry import INPUTS, attr, broadcast_shapes, register
+
+
+def _same_dtype(specs: Sequence[TensorSpec]) -> np.dtype:
+    dtype = specs[0].dtype
+    for s in specs[1:]:
+        if s.dtype != dtype:
+            raise DTypeError(f"expected m1 and m2 to have the same dtype, but got: "
+                             f"{TORCH_NAMES[dtype.name].lower()} != "
+                             f"{TORCH_NAMES[s.dtype.name].lower()}")
+    if dtype.kind == "b":
+        raise DTypeError("matmul is not implemented for 'Bool'")
+    return dtype
+
+
+def _mismatch(a: TensorSpec, b: TensorSpec) -> ShapeError:
+    return ShapeError(f"shapes {a.shape} and {b.shape} cannot be multiplied")
+
+
+def _require_ndim(specs: Sequence[TensorSpec], ndims: Sequence[int], op: str) -> None:
+    for s, n in zip(specs, ndims):
+        if s.ndim != n:
+            raise ShapeError(f"{op}: expected a {n}-D tensor, got shape {s.shape}")
+
+
+def swap(m: np.ndarray) -> np.ndarray:
+    return np.swapaxes(m, -1, -2)
+
+
+# ---------------------------------------------------------------------------------------------
+# matmul and its fixed-rank forms
+
+
+def matmul_infer(specs, attrs):
+    a, b = specs
+    dtype = _same_dtype(specs)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"both arguments to matmul need to be at least 1D, but they are "
+                         f"{a.ndim}D and {b.ndim}D")
+    a2 = (1,) + a.shape if a.ndim == 1 else a.shape
+    b2 = b.shape + (1,) if b.ndim == 1 else b.shape
+    if a2[-1] != b2[-2]:
+        raise _mismatch(a, b)
+    try:
+        batch = broadcast_shapes(a2[:-2], b2[:-2])
+    except ShapeError:
+        raise _mismatch(a, b) from None
+    rows = (a2[-2],) if a.ndim > 1 else ()
+    cols = (b2[-1],) if b.ndim > 1 else ()
+    return TensorSpec(batch + rows + cols, dtype)
+
+
+def _matmul_backward(g, xs, out, attrs):
+    a, b = xs
+    if a.ndim == 1 and b.ndim == 1:
+        return g * b, g * a
+    if a.ndim >= 2 and b.ndim == 2:  # fold the batch into rows: one GEMM per gradient
+        k, m = b.shape
+        g2 = g.reshape(-1, m)
+        return g @ b.T, a.reshape(-1, k).T @ g2
+    a2 = a[None, :] if a.ndim == 1 else a
+    b2 = b[:, None] if b.ndim == 1 else b
+    g2 = g
+    if a.ndim == 1:
+        g2 = np.expand_dims(g2, -2)
+    if b.ndim == 1:
+        g2 = np.expand_dims(g2, -1)
+    ga = g2 @ swap(b2)
+    gb = swap(a2) @ g2
+    if a.ndim == 1:
+        ga = ga[..., 0, :]
+    if b.ndim == 1:
+        gb = gb[..., 0]
+    return ga, gb
+
+
+register("matmul", arity=2, infer=matmul_infer, backward=_matmul_backward, saves=(INPUTS,),
+         forward=lambda xs, attrs: np.matmul(xs[0], xs[1]))
+
+
+def _fixed_rank(op: str, ndims: tuple[int, int]):
+    def infer(specs, attrs):
+        _require_ndim(specs, ndims, op)
+        if op == "bmm" and specs[0].shape[0] != specs[1].shape[0]:
+            raise _mismatch(*specs)
+        return matmul_infer(specs, attrs)
+    return infer
+
+
+for _op, _ndims in [("mm", (2, 2)), ("bmm", (3, 3)), ("mv", (2, 1)), ("dot", (1, 1))]:
+    register(_op, arity=2, infer=_fixed_rank(_op, _ndims), backward=_matmul_backward,
+             saves=(INPUTS,), forward=lambda xs, attrs: np.matmul(xs[0], xs[1]))
+
+
+def outer_infer(specs, attrs):
+    _require_ndim(specs, (1, 1), "outer")
+    return TensorSpec((specs[0].shape[0], specs[1].shape[0]), _same_dtype(specs))
+
+
+register("outer", arity=2, infer=outer_infer, saves=(INPUTS,),
+         forward=lambda xs, attrs: np.outer(xs[0], xs[1]),
+         backward=lambda g, xs, out, attrs: (g @ xs[1], g.T @ xs[0]))
+
+
+# ---------------------------------------------------------------------------------------------
+# linear (x @ W.T + b) and addmm (beta * bias + alpha * m1 @ m2)
+
+
+def linear_infer(specs, attrs):
+    x, w = specs[0], specs[1]
+    dtype = _same_dtype(specs)
+    if w.ndim != 2 or x.ndim == 0 or x.shape[-1] != w.shape[1]:
+        raise ShapeError(f"shapes {x.shape} and {w.shape[::-1]} cannot be multiplied")
+    shape = x.shape[:-1] + (w.shape[0],)
+    if len(specs) == 3 and broadcast_shapes(shape, specs[2].shape) != shape:
+        raise ShapeError(f"bias of shape {specs[2].shape} does not broadcast to {shape}")
+    return TensorSpec(shape, dtype)
+
+
+def _linear(xs, attrs):
+    out = xs[0] @ xs[1].T
+    if len(xs) == 3:
+        out += xs[2]   # a fresh array: adding in place saves one temporary
+    return out
+
+
+def _linear_backward(g, xs, out, attrs):
+    x, w = xs[0], xs[1]
+    gx = g @ w
+    gw = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+    return (gx, gw) + ((g,) if len(xs) == 3 else ())
+
+
+register("linear", arity=(2, 3), infer=linear_infer, forward=_linear, backward=_linear_backward,
+         saves=(0, 1))
+
+
+def addmm_infer(specs, attrs):
+    bias, m1, m2 = specs
+    _require_ndim(specs[1:], (2, 2), "addmm")
+    spec = matmul_infer([m1, m2], attrs)
+    _same_dtype(specs)
+    if broadcast_shapes(bias.shape, spec.shape) != spec.shape:
+        raise ShapeError(f"bias of shape {bias.shape} does not broadcast to {spec.shape}")
+    attr(attrs, "beta", (int, float), 1)
+    attr(attrs, "alpha", (int, float), 1)
+    return spec
+
+
+def _addmm(xs, attrs):
+    bias, m1, m2 = xs
+    beta, alpha = attr(attrs, "beta", (int, float), 1), attr(attrs, "alpha", (int, float), 1)
+    out = m1 @ m2
+    if alpha != 1:
+        out *= alpha
+    if beta != 0:  # beta == 0 ignores bias entirely (even NaN), as torch documents
+        out += bias if beta == 1 else beta * bias
+    return out
+
+
+def _addmm_backward(g, xs, out, attrs):
+    _, m1, m2 = xs
+    beta, alpha = attr(attrs, "beta", (int, float), 1), attr(attrs, "alpha", (int, float), 1)
+    ga = g if alpha == 1 else alpha * g
+    return (g if beta == 1 else beta * g), ga @ m2.T, m1.T @ ga
+
+
+register("addmm", arity=3, infer=addmm_infer, forward=_addmm, backward=_addmm_backward,
+         saves=(1, 2))
