@@ -4,10 +4,21 @@ NumPy and the standard library only: no gRPC, no protobuf, no client code.
 """
 
 from . import ops as _ops  # noqa: F401  (fills the registry)
-from .dtypes import BY_NAME as DTYPES, result_type
-from .errors import (ArityError, AttributeValueError, Cancelled, CycleError, DTypeError,
-                     EngineError, GraphError, LimitError, ReferenceError_, ShapeError,
-                     UnknownOpError)
+from .dtypes import BY_NAME as DTYPES
+from .dtypes import result_type
+from .errors import (
+                     ArityError,
+                     AttributeValueError,
+                     Cancelled,
+                     CycleError,
+                     DTypeError,
+                     EngineError,
+                     GraphError,
+                     LimitError,
+                     ReferenceError_,
+                     ShapeError,
+                     UnknownOpError,
+)
 from .executor import Plan, Result, backward, evaluate, infer_node, plan
 from .gradcheck import GradcheckError, check_jacobians, gradcheck
 from .graph import Graph, Leaf, Limits, Node, TensorSpec

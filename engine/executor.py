@@ -12,8 +12,15 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .dtypes import SUPPORTED, is_float
-from .errors import (Cancelled, CycleError, EngineError, GraphError, LimitError,
-                     ReferenceError_, UnknownOpError)
+from .errors import (
+    Cancelled,
+    CycleError,
+    EngineError,
+    GraphError,
+    LimitError,
+    ReferenceError_,
+    UnknownOpError,
+)
 from .graph import Graph, Limits, Node, TensorSpec
 from .registry import OPS, Op, sum_to
 
@@ -44,7 +51,7 @@ class Plan:
 
     @property
     def specs(self) -> dict[int, TensorSpec]:
-        return dict(zip(self.ids, self.spec_list))
+        return dict(zip(self.ids, self.spec_list, strict=True))
 
     def spec(self, id_: int) -> TensorSpec:
         return self.spec_list[self._position(id_)]
@@ -74,8 +81,9 @@ def infer_node(op_name: str, specs: Sequence[TensorSpec], attrs: Mapping[str, ob
         raise GraphError(f"invalid attributes or inputs: {e}") from None
 
 
-def plan(graph: Graph, limits: Limits = Limits()) -> Plan:
+def plan(graph: Graph, limits: Limits | None = None) -> Plan:
     """Check the whole graph and infer every shape and dtype before anything is allocated."""
+    limits = limits or Limits()
     if len(graph.nodes) > limits.max_nodes:
         raise LimitError(f"graph has {len(graph.nodes)} nodes, over the limit of {limits.max_nodes}")
     pos: dict[int, int] = {}
@@ -178,7 +186,7 @@ def evaluate(plan: Plan, values: Mapping[int, np.ndarray], outputs: Sequence[int
     for p in out_pos:
         uses[p] += 1
     vals = _forward(plan, values, needed, uses, should_stop)
-    return {i: _owned(vals[p]) for i, p in zip(outputs, out_pos)}
+    return {i: _owned(vals[p]) for i, p in zip(outputs, out_pos, strict=True)}
 
 
 def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
@@ -188,7 +196,7 @@ def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
     as no later node can add to it."""
     n_leaves, rg, specs = plan.n_leaves, plan.requires_grad, plan.spec_list
     root_pos = [plan._position(i) for i in roots]
-    for i, p in zip(roots, root_pos):
+    for i, p in zip(roots, root_pos, strict=True):
         if not rg[p]:
             raise GraphError(f"root {i} does not require grad and has no gradient function")
         seed = seeds.get(i)
@@ -219,12 +227,12 @@ def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
         uses[p] += 1
 
     vals = _forward(plan, values, needed, uses, should_stop)
-    for i, p in zip(roots, root_pos):
+    for i, p in zip(roots, root_pos, strict=True):
         yield Result("value", i, _owned(vals[p]))
         _release(vals, uses, p)
 
     acc: list = [None] * len(specs)
-    for i, p in zip(roots, root_pos):
+    for i, p in zip(roots, root_pos, strict=True):
         seed = np.array(seeds[i], dtype=specs[p].dtype)   # a copy: results never alias inputs
         acc[p] = seed if acc[p] is None else acc[p] + seed
 

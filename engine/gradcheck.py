@@ -59,7 +59,7 @@ def check_jacobians(forward: Forward, vjp: Vjp, inputs: Sequence[np.ndarray], *,
             for k, gk in enumerate(grads):
                 if gk is not None:
                     analytical[k][:, col] = np.asarray(gk).reshape(-1)
-        for k, x in enumerate(inputs):
+        for k in range(len(inputs)):
             numerical = _numerical_jacobian(forward, inputs, k, j, out, eps)
             if not np.allclose(analytical[k], numerical, rtol=rtol, atol=atol, equal_nan=True):
                 if not raise_exception:
@@ -88,7 +88,7 @@ def _numerical_jacobian(forward: Forward, inputs: list[np.ndarray], k: int, j: i
 
 def gradcheck(graph: Graph, values: Mapping[int, np.ndarray], outputs: Sequence[int],
               wrt: Sequence[int] | None = None, *, eps: float = 1e-6, atol: float = 1e-5,
-              rtol: float = 1e-3, raise_exception: bool = True, limits: Limits = Limits(),
+              rtol: float = 1e-3, raise_exception: bool = True, limits: Limits | None = None,
               formatter: Callable[[np.ndarray], str] = format_tensor) -> bool:
     """gradcheck a graph: d `outputs` / d `wrt` (default: every leaf that requires grad).
 
@@ -100,12 +100,12 @@ def gradcheck(graph: Graph, values: Mapping[int, np.ndarray], outputs: Sequence[
     fixed = dict(values)
 
     def run_forward(xs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        vals = {**fixed, **dict(zip(wrt, xs))}
+        vals = {**fixed, **dict(zip(wrt, xs, strict=True))}
         result = evaluate(p, vals, outputs)
         return [result[o] for o in outputs]
 
     def run_vjp(xs: Sequence[np.ndarray], j: int, cotangent: np.ndarray) -> list:
-        vals = {**fixed, **dict(zip(wrt, xs))}
+        vals = {**fixed, **dict(zip(wrt, xs, strict=True))}
         if not p.requires_grad[p.pos[outputs[j]]]:
             return [None] * len(wrt)
         found = {r.id: r.array for r in backward(p, vals, [outputs[j]], {outputs[j]: cotangent},

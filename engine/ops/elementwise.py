@@ -11,8 +11,8 @@ from typing import Sequence
 import numpy as np
 
 from ..dtypes import BOOL, floating_result, result_type
-from ..graph import TensorSpec
 from ..errors import AttributeValueError, DTypeError
+from ..graph import TensorSpec
 from ..registry import INPUTS, OUTPUT, Attrs, attr, broadcast_shapes, register
 
 SCALAR = (bool, int, float)

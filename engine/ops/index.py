@@ -25,7 +25,7 @@ import numpy as np
 from ..dtypes import BOOL, result_type
 from ..errors import AttributeValueError, DTypeError, ShapeError
 from ..graph import TensorSpec
-from ..registry import INPUTS, Attrs, attr, broadcast_shapes, norm_dim, register, spec_of
+from ..registry import Attrs, attr, broadcast_shapes, norm_dim, register, spec_of
 from .elementwise import SCALAR
 
 ELLIPSIS = "..."

@@ -32,7 +32,7 @@ def _mismatch(a: TensorSpec, b: TensorSpec) -> ShapeError:
 
 
 def _require_ndim(specs: Sequence[TensorSpec], ndims: Sequence[int], op: str) -> None:
-    for s, n in zip(specs, ndims):
+    for s, n in zip(specs, ndims, strict=True):
         if s.ndim != n:
             raise ShapeError(f"{op}: expected a {n}-D tensor, got shape {s.shape}")
 

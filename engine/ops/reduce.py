@@ -13,7 +13,7 @@ import numpy as np
 from ..dtypes import BOOL, DEFAULT_FLOAT, INT64, TORCH_NAMES, parse_dtype
 from ..errors import AttributeValueError, DTypeError, ShapeError
 from ..graph import TensorSpec
-from ..registry import INPUTS, OUTPUT, Attrs, attr, norm_dim, norm_dims, register
+from ..registry import INPUTS, Attrs, attr, norm_dim, norm_dims, register
 from .unary import as_float
 
 

@@ -140,7 +140,7 @@ def permutation(attrs: Attrs, ndim: int, op: str) -> tuple[int, ...]:
 def _moved(ndim: int, source: list[int], destination: list[int]) -> tuple[int, ...]:
     rest = [d for d in range(ndim) if d not in source]
     perm = [-1] * ndim
-    for s, d in zip(source, destination):
+    for s, d in zip(source, destination, strict=True):
         perm[d] = s
     it = iter(rest)
     return tuple(p if p != -1 else next(it) for p in perm)
@@ -413,7 +413,7 @@ def repeat_infer(specs, attrs):
     if any(r < 0 for r in reps):
         raise ShapeError(f"Trying to create tensor with negative dimension: {list(reps)}")
     shape = (1,) * (len(reps) - spec.ndim) + spec.shape
-    return TensorSpec(tuple(r * s for r, s in zip(reps, shape)), spec.dtype)
+    return TensorSpec(tuple(r * s for r, s in zip(reps, shape, strict=True)), spec.dtype)
 
 
 def _repeat(xs, attrs):
@@ -424,7 +424,7 @@ def _repeat(xs, attrs):
 def _repeat_backward(g, xs, out, attrs):
     reps = int_tuple(attrs, "repeats")
     shape = (1,) * (len(reps) - xs[0].ndim) + xs[0].shape
-    split = [n for r, s in zip(reps, shape) for n in (r, s)]
+    split = [n for r, s in zip(reps, shape, strict=True) for n in (r, s)]
     summed = g.reshape(split).sum(axis=tuple(range(0, 2 * len(reps), 2)))
     return (summed.reshape(xs[0].shape),)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from gradserve.engine import OPS
 from engine_util import Const, check
+from gradserve.engine import OPS
 
 rng = np.random.default_rng(1234)
 
