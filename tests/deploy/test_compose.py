@@ -1,0 +1,158 @@
+"""Compose deployment on the real Docker engine: image, health, tutorial, balancing, kill, scale, teardown.
+
+Tests run in file order against one deployment (module fixture); the last one tears it down and
+asserts that nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import compose_harness as harness
+import pytest
+
+pytestmark = pytest.mark.docker
+
+TUTORIAL = harness.TUTORIAL
+
+
+def _tutorial(address: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, GRADSERVE_ADDRESS=address)
+    return subprocess.run([sys.executable, str(TUTORIAL)], env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, cwd=TUTORIAL.parent)
+
+
+@pytest.fixture(scope="module")
+def tutorial_expected():
+    if not TUTORIAL.exists():
+        pytest.skip(f"{TUTORIAL.relative_to(harness.ROOT)} does not exist yet")
+    local = _tutorial("inprocess")
+    assert local.returncode == 0, local.stderr
+    return local.stdout
+
+
+def test_image_is_small_non_root_with_grpc_healthcheck(docker_client, deployment):
+    image = docker_client.images.get(deployment.image)
+    config = image.attrs["Config"]
+    assert config["User"] == "10001:10001"
+    assert "50051/tcp" in config["ExposedPorts"]
+    assert config["Entrypoint"] == ["gradserve"]
+    assert config["Cmd"] == ["serve"]
+    assert config["Healthcheck"]["Test"][:3] == ["CMD", "gradserve", "health"]
+    assert image.attrs["Size"] < 400e6, f"image is {image.attrs['Size'] / 1e6:.0f} MB"
+    replica = deployment.replicas_now()[0]
+    code, out = replica.exec_run(["python3", "-c", "import os; print(os.getuid())"])
+    assert (code, out.decode().strip()) == (0, "10001")
+
+
+def test_replicas_run_with_health_limits_restart_policy_and_ports(deployment):
+    replicas = deployment.replicas_now()
+    assert len(replicas) == 3
+    for c in replicas:
+        c.reload()
+        host = c.attrs["HostConfig"]
+        assert c.attrs["State"]["Health"]["Status"] == "healthy"
+        assert host["RestartPolicy"]["Name"] == "unless-stopped"
+        assert host["NanoCpus"] > 0 and host["Memory"] > 0
+        assert host["ShmSize"] >= 512 * 2**20
+        assert host["Init"] is True
+        env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
+        assert env["GRADSERVE_WORKERS"] == "2" and env["GRADSERVE_HOST"] == "0.0.0.0"
+    ports = deployment.published_ports()
+    assert len(ports) == 3 and len(set(ports)) == 3
+
+
+def test_tutorial_from_a_client_container_in_the_network(deployment, tutorial_expected, progress):
+    result = deployment.run_client()
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Output identical to the same script computed in-process on the host.
+    assert result.stdout.replace("\r\n", "\n") == tutorial_expected
+    progress("tutorial from the client container: identical to the in-process run")
+
+
+def test_tutorial_from_the_host_through_a_published_port(deployment, tutorial_expected):
+    port = deployment.published_ports()[0]
+    result = _tutorial(f"127.0.0.1:{port}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == tutorial_expected
+
+
+def test_load_from_the_host_through_every_published_port(deployment):
+    for port in deployment.published_ports():
+        out = subprocess.run([sys.executable, str(harness.LOAD_SCRIPT), "--target", f"127.0.0.1:{port}",
+                              "--requests", "20", "--threads", "2"],
+                             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def test_300_requests_are_spread_over_every_replica(deployment, figures, progress):
+    before = deployment.served_counts()
+    report = deployment.finish_load(deployment.start_load("--requests", "300", "--threads", "4"))
+    assert report["failed"] == 0 and report["ok"] == 300, report
+    after = deployment.served_counts()
+    per_replica = {name: after[name] - before.get(name, 0) for name in after}
+    progress(f"300 requests over round_robin in {report['seconds']} s: {per_replica}")
+    figures["requests per replica (300, round_robin)"] = ", ".join(map(str, per_replica.values()))
+    assert len(per_replica) == 3
+    assert all(n > 0 for n in per_replica.values()), per_replica
+    assert sum(per_replica.values()) >= 300
+
+
+def test_replica_killed_mid_load_no_request_fails_and_it_comes_back(deployment, figures, progress):
+    victim = deployment.replicas_now()[1]
+    victim.reload()
+    restarts = victim.attrs["RestartCount"]
+    before = deployment.served_counts()
+    # Paced so the kill lands in the middle: 4 threads, 300 requests, ~6 s in all.
+    load = deployment.start_load("--requests", "300", "--threads", "4", "--interval", "0.08")
+    deadline = time.monotonic() + 120
+    done = 0
+    while done < 100:
+        assert time.monotonic() < deadline, load.logs().decode(errors="replace")
+        found = re.findall(rb"^progress (\d+)$", load.logs(stdout=True, stderr=False), re.M)
+        done = int(found[-1]) if found else 0
+        time.sleep(0.05)
+    how = deployment.crash(victim)
+    killed_at = time.monotonic()
+    progress(f"killed {victim.name} ({how}) after {done} of 300 requests")
+    report = deployment.finish_load(load)
+    after = deployment.served_counts()
+    figures["failed requests during the kill"] = f"{report['failed']} of {report['requests']} ({how})"
+    assert report["failed"] == 0, report
+    assert report["ok"] == 300
+    # The restart policy (not this test) brings the replica back, and it turns healthy again.
+    back = deployment.wait_healthy(
+        predicate=lambda c: c.id != victim.id or c.attrs["RestartCount"] > restarts)
+    recovered = time.monotonic() - killed_at
+    assert victim.id in {c.id for c in back}
+    figures["killed replica healthy again after"] = f"{recovered:.1f} s (restart policy)"
+    others = {name: after[name] - before.get(name, 0) for name in after if name != victim.name}
+    progress(f"load finished: {report['ok']} ok, 0 failed; replica back after {recovered:.1f} s; "
+             f"served by the others during the load: {others}")
+
+
+def test_scale_up_new_replica_gets_requests_and_scale_down(deployment, progress):
+    deployment.scale(4)
+    healthy = deployment.wait_healthy(4)
+    assert len(deployment.published_ports()) == 4
+    before = deployment.served_counts()
+    report = deployment.finish_load(deployment.start_load("--requests", "200", "--threads", "4"))
+    assert report["failed"] == 0, report
+    after = deployment.served_counts()
+    per_replica = {c.name: after[c.name] - before.get(c.name, 0) for c in healthy}
+    progress(f"after scaling to 4: {per_replica}")
+    assert all(n > 0 for n in per_replica.values()), per_replica
+    deployment.scale(3)
+    assert len([c for c in deployment.replicas_now() if c.status == "running"]) == 3
+    deployment.wait_healthy(3)
+
+
+def test_teardown_leaves_no_containers_networks_or_volumes(deployment):
+    deployment.down()
+    assert deployment.leftover_containers() == []
+    assert deployment.leftover_networks() == []
+    assert deployment.leftover_volumes() == []
