@@ -1,0 +1,430 @@
+"""Reverse mode on the client: grad_fn nodes, saved-tensor checks, and backward as one request.
+
+The client keeps PyTorch's bookkeeping (grad_fn objects, leaves, hooks, retain_grad, version
+counters, freed graphs); the executor computes. `execute` turns the autograd graph reachable from
+the roots into one engine graph: each grad_fn becomes a node, each use of a leaf that requires
+grad becomes an engine leaf that gradients flow into, and every other input becomes a constant
+(its known value, or the nodes computing it).
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from . import _executor, _graph
+from ._size import Size
+
+if TYPE_CHECKING:
+    from ._tensor import Tensor
+
+ERR_BACKWARD_TWICE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors after "
+    "they have already been freed). Saved intermediate values of the graph are freed when you call "
+    ".backward() or autograd.grad(). Specify retain_graph=True if you need to backward through the "
+    "graph a second time or if you need to access saved tensors after calling backward.")
+
+
+# ---------------------------------------------------------------------------------------------
+# grad_fn nodes
+
+
+class SavedRef:
+    """One tensor a node saved for backward: which version of it the gradient needs."""
+
+    __slots__ = ("counter", "version", "tensor", "role")
+
+    def __init__(self, tensor: "Tensor", role: str) -> None:
+        self.counter = tensor._vc
+        self.version = tensor._vc.value
+        self.tensor = weakref.ref(tensor)
+        self.role = role
+
+    def check(self) -> None:
+        current = self.counter.value
+        if current == self.version:
+            return
+        t = self.tensor()
+        where = ""
+        if t is not None and t._grad_fn is not None:
+            where = f", which is output 0 of {re.sub(r'Backward[0-9]*$', '', t._grad_fn.name())},"
+        spec = t._expr.spec if t is not None else None
+        desc = (f"[torch.{_legacy_name(spec.dtype)} [{', '.join(map(str, spec.shape))}]]"
+                if spec is not None else "[tensor]")
+        raise RuntimeError(
+            "one of the variables needed for gradient computation has been modified by an inplace "
+            f"operation: {desc}{where} is at version {current}; expected version {self.version} "
+            "instead. Hint: enable anomaly detection to find the operation that failed to compute its "
+            "gradient, with torch.autograd.set_detect_anomaly(True, check_nan=False).")
+
+
+def _legacy_name(np_dtype) -> str:
+    from ._dtypes import from_numpy_dtype
+    return from_numpy_dtype(np_dtype)._legacy
+
+
+class Node:
+    """Base of every grad_fn class; instances are named per op as PyTorch names them."""
+
+    __slots__ = ("_op", "_attrs", "_inputs", "_edges", "_out", "_saved", "_saves", "_freed",
+                 "_tensor", "_metadata", "__weakref__")
+
+    def __init__(self, op: str | None, attrs, inputs: tuple, edges: tuple, out) -> None:
+        self._op = op
+        self._attrs = attrs
+        self._inputs = inputs          # the input Exprs, as they were when the op ran
+        self._edges = edges            # per input: grad_fn, AccumulateGrad, or None
+        self._out = out
+        self._saved: tuple[SavedRef, ...] = ()
+        self._saves = False
+        self._freed = False
+        self._tensor = None            # weakref to the tensor this node produced
+        self._metadata = None
+
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def next_functions(self) -> tuple:
+        return tuple((e, 0) for e in self._edges)
+
+    @property
+    def metadata(self) -> dict:
+        if self._metadata is None:
+            self._metadata = {}
+        return self._metadata
+
+    def _check_saved(self) -> None:
+        if self._freed and self._saves:
+            raise RuntimeError(ERR_BACKWARD_TWICE)
+        for s in self._saved:
+            s.check()
+
+    def _saved_input(self, index: int):
+        """The `_saved_self` / `_saved_other` attributes of nodes that save their inputs."""
+        from ._tensor import Tensor
+        if not self._saves or index >= len(self._inputs) + (1 if "other" in (self._attrs or {}) else 0):
+            raise AttributeError(f"'{self.name()}' object has no saved input {index}")
+        if self._freed:
+            raise RuntimeError(ERR_BACKWARD_TWICE)
+        if index < len(self._inputs):
+            return Tensor._from_expr(self._inputs[index])
+        return self._attrs["other"]
+
+    @property
+    def _saved_self(self):
+        return self._saved_input(0)
+
+    @property
+    def _saved_other(self):
+        return self._saved_input(1)
+
+    def register_hook(self, fn):
+        raise NotImplementedError("gradserve: hooks on grad_fn nodes are not supported; "
+                                  "use Tensor.register_hook")
+
+    register_prehook = register_hook
+
+    def __call__(self, *args):
+        raise NotImplementedError("gradserve: grad_fn nodes cannot be called directly; "
+                                  "gradients are computed by the executor")
+
+    def __repr__(self) -> str:
+        return f"<{self.name()} object at {hex(id(self))}>"
+
+    __str__ = __repr__
+
+
+class AccumulateGrad(Node):
+    """The node standing for a leaf that requires grad; `.variable` is that leaf."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable: "Tensor") -> None:
+        super().__init__(None, {}, (), (), None)
+        self.variable = variable
+
+
+_classes: dict[str, type] = {"AccumulateGrad": AccumulateGrad}
+
+
+def node_class(name: str) -> type:
+    cls = _classes.get(name)
+    if cls is None:
+        cls = _classes[name] = type(name, (Node,), {"__slots__": ()})
+    return cls
+
+
+# ---------------------------------------------------------------------------------------------
+# Backward
+
+
+def _traverse(starts: Sequence[Node | None]) -> list[Node]:
+    """Every grad_fn node reachable from `starts`, inputs before the nodes using them
+    (iterative post-order, so deep chains do not recurse)."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(n, False) for n in starts
+                                      if n is not None and not isinstance(n, AccumulateGrad)]
+    while stack:
+        n, expanded = stack.pop()
+        if expanded:
+            order.append(n)
+            continue
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        stack.append((n, True))
+        for e in n._edges:
+            if e is not None and not isinstance(e, AccumulateGrad) and id(e) not in seen:
+                stack.append((e, False))
+    return order
+
+
+def make_seeds(roots: Sequence["Tensor"], grads: Sequence) -> list:
+    """`torch.autograd._make_grads`: check given gradients, create implicit ones for scalars."""
+    from ._tensor import Tensor
+    seeds = []
+    for i, (out, g) in enumerate(zip(roots, grads, strict=True)):
+        if isinstance(g, Tensor):
+            if g.shape != out.shape:
+                raise RuntimeError(f"Mismatch in shape: grad_output[{i}] has a shape of {g.shape} and "
+                                   f"output[{i}] has a shape of {out.shape}.")
+            seeds.append(g)
+        elif g is None:
+            if out.requires_grad:
+                if out.numel() != 1:
+                    raise RuntimeError("grad can be implicitly created only for scalar outputs")
+                if not out.dtype.is_floating_point:
+                    raise RuntimeError("grad can be implicitly created only for real scalar outputs "
+                                       f"but got {out.dtype}")
+            seeds.append(None)
+        else:
+            raise TypeError("gradients can be either Tensors or None, but got "
+                            f"{type(g).__name__}")
+    for i, out in enumerate(roots):
+        if not out.requires_grad:
+            raise RuntimeError(f"element {i} of tensors does not require grad and does not have a grad_fn")
+    return seeds
+
+
+class _Plan:
+    """One backward request: the engine graph and where each result goes."""
+
+    def __init__(self) -> None:
+        self.builder = _graph.GraphBuilder()
+        self.node_ids: dict[int, int] = {}                 # id(grad_fn) -> engine id
+        self.leaf_ids: dict[int, list[int]] = {}           # id(AccumulateGrad) -> engine leaf ids
+        self.root_ids: list[int] = []
+
+
+def _build(nodes: list[Node], roots: Sequence["Tensor"]) -> _Plan:
+    plan = _Plan()
+    b = plan.builder
+    seen_leaf: dict[tuple[int, int], int] = {}
+
+    def leaf_input(acc: AccumulateGrad, expr) -> int:
+        key = (id(acc), expr.id)
+        i = seen_leaf.get(key)
+        if i is None:
+            i = seen_leaf[key] = b.add_leaf(expr.value, requires_grad=True)
+            plan.leaf_ids.setdefault(id(acc), []).append(i)
+        return i
+
+    for n in nodes:
+        ins = []
+        for e, x in zip(n._edges, n._inputs, strict=True):
+            if e is None:
+                ins.append(b.constant(x))
+            elif isinstance(e, AccumulateGrad):
+                ins.append(leaf_input(e, x))
+            else:
+                ins.append(plan.node_ids[id(e)])
+        plan.node_ids[id(n)] = b.add_node(n._op, ins, n._attrs)
+    for r in roots:
+        fn = r._grad_fn
+        if fn is not None:
+            plan.root_ids.append(plan.node_ids[id(fn)])
+        else:
+            plan.root_ids.append(leaf_input(r._accumulate_grad(), r._expr))
+    return plan
+
+
+def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tensor"] | None, *,
+            accumulate: bool, retain_graph: bool, create_graph: bool) -> list[np.ndarray | None]:
+    """Run backward from `roots` in one request (plus one per hook that changes a gradient).
+
+    With `accumulate` (Tensor.backward), gradients go into `.grad` of the leaves (only `targets`
+    if given) and of tensors that retain their grad; otherwise (autograd.grad) the gradients of
+    `targets` are returned.
+    """
+    from ._tensor import Tensor
+    if create_graph:
+        raise NotImplementedError(
+            "gradserve: create_graph=True (higher-order gradients, and gradients with a grad_fn) "
+            "is not supported yet; the service computes first-order gradients only")
+    starts = [r._grad_fn if r._grad_fn is not None else r._accumulate_grad() for r in roots]
+    nodes = _traverse(starts)
+    for n in nodes:
+        n._check_saved()
+
+    # What the request must return: leaf gradients, and the gradient at hooked/retaining tensors.
+    leaves: dict[int, AccumulateGrad] = {}
+    for n in nodes:
+        for e in n._edges:
+            if isinstance(e, AccumulateGrad):
+                leaves[id(e)] = e
+    for s in starts:
+        if isinstance(s, AccumulateGrad):
+            leaves[id(s)] = s
+    tensor_of: dict[int, Tensor] = {}          # id(grad_fn) -> the live tensor it produced
+    for n in nodes:
+        t = n._tensor() if n._tensor is not None else None
+        if t is not None and t._grad_fn is n:
+            tensor_of[id(n)] = t
+
+    if targets is not None:
+        wanted_leaves = {}
+        wanted_nodes = {}
+        for t in targets:
+            if t._grad_fn is None:
+                acc = t._accumulate_grad()
+                wanted_leaves[id(acc)] = acc
+            else:
+                wanted_nodes[id(t._grad_fn)] = t
+    else:
+        wanted_leaves = leaves
+        wanted_nodes = {}
+    if accumulate:
+        for k, t in tensor_of.items():
+            if t._retains_grad:
+                wanted_nodes.setdefault(k, t)
+    hooked = [n for n in nodes if id(n) in tensor_of and tensor_of[id(n)]._hooks]
+    for n in hooked:
+        wanted_nodes.setdefault(id(n), tensor_of[id(n)])
+
+    # Values every request needs before it can be sent: leaves whose value is still lazy (e.g.
+    # `requires_grad_()` on a computed tensor) and lazy seeds.
+    pending = [acc_input for n in nodes for e, acc_input in zip(n._edges, n._inputs, strict=True)
+               if isinstance(e, AccumulateGrad)]
+    pending += [r._expr for r, s in zip(roots, starts, strict=True) if isinstance(s, AccumulateGrad)]
+    pending += [s._expr for s in seeds if isinstance(s, Tensor)]
+    _graph.materialize(pending)
+
+    plan = _build(nodes, roots)
+    seed_arrays = {}
+    for rid, r, s in zip(plan.root_ids, roots, seeds, strict=True):
+        spec = r._expr.spec
+        arr = (np.ones(spec.shape, spec.dtype) if s is None
+               else np.asarray(_graph.value(s._expr), dtype=spec.dtype))
+        seed_arrays[rid] = arr if rid not in seed_arrays else seed_arrays[rid] + arr
+    grads_wanted = [i for k in wanted_leaves for i in plan.leaf_ids.get(k, [])]
+    grads_wanted += [plan.node_ids[k] for k in wanted_nodes if k in plan.node_ids]
+    grads_wanted = list(dict.fromkeys(grads_wanted))
+
+    executor = _executor.current()
+    graph = plan.builder.graph()
+    got: dict[int, np.ndarray | None] = {}
+    root_exprs = {rid: r._expr for rid, r in zip(plan.root_ids, roots, strict=True)}
+    for res in executor.backward(graph, plan.builder.values, list(seed_arrays), seed_arrays,
+                                 grads_wanted):
+        if res.kind == "value":
+            e = root_exprs.get(res.id)
+            if e is not None and e.value is None and res.array is not None:
+                e.set_value(res.array)
+        else:
+            got[res.id] = res.array
+
+    # Hooks on non-leaves, outputs first. A hook that changes its gradient changes everything
+    # below it by linearity: one more request from that node, seeded with the difference.
+    for n in reversed(hooked):
+        nid = plan.node_ids[id(n)]
+        g = got.get(nid)
+        if g is None:
+            continue
+        t = tensor_of[id(n)]
+        new = _run_hooks(t, g)
+        if new is not g:
+            delta = new - g
+            got[nid] = new
+            below = [i for i in grads_wanted if i != nid]
+            for res in executor.backward(graph, plan.builder.values, [nid], {nid: delta}, below):
+                if res.kind == "grad" and res.array is not None:
+                    old = got.get(res.id)
+                    got[res.id] = res.array if old is None else old + res.array
+
+    def leaf_grad(acc_key: int):
+        parts = [got.get(i) for i in plan.leaf_ids.get(acc_key, [])]
+        parts = [p for p in parts if p is not None]
+        if not parts:
+            return None
+        total = parts[0]
+        for p in parts[1:]:
+            total = total + p
+        return total
+
+    if not retain_graph:
+        for n in nodes:
+            n._freed = True
+
+    if accumulate:
+        for k, acc in wanted_leaves.items():
+            g = leaf_grad(k)
+            if g is None:
+                continue
+            v = acc.variable
+            if v._hooks:
+                g = _run_hooks(v, g)
+            _accumulate(v, g)
+        for k, t in wanted_nodes.items():
+            g = got.get(plan.node_ids.get(k, -1))
+            if g is not None and (t._retains_grad or targets is not None):
+                _accumulate(t, g)
+        return []
+
+    out: list[np.ndarray | None] = []
+    for t in targets:
+        if t._grad_fn is None:
+            g = leaf_grad(id(t._accumulate_grad()))
+            if g is not None and t._hooks:
+                g = _run_hooks(t, g)
+        else:
+            g = got.get(plan.node_ids.get(id(t._grad_fn), -1))
+        out.append(g)
+    return out
+
+
+def _run_hooks(t: "Tensor", g: np.ndarray) -> np.ndarray:
+    from ._tensor import Tensor
+    for hook in list(t._hooks.values()):
+        r = hook(Tensor._from_array(g))
+        if r is not None:
+            if not isinstance(r, Tensor):
+                raise TypeError(f"hook returned an object of type {type(r).__name__}, expected a Tensor")
+            if tuple(r.shape) != tuple(g.shape):
+                raise RuntimeError(f"hook 'hook' has changed the size of value: expected {Size(g.shape)}"
+                                   f" but got {r.shape}")
+            g = np.asarray(_graph.value(r._expr), dtype=g.dtype)
+    return g
+
+
+def _accumulate(t: "Tensor", g: np.ndarray) -> None:
+    """`.grad` accumulation: the first gradient is stored, later ones are added in place."""
+    from ._tensor import Tensor
+    if t._grad is None:
+        t._grad = Tensor._from_array(np.array(g, copy=True))
+        return
+    current = _graph.value(t._grad._expr)
+    if current.flags.writeable and current.dtype == g.dtype and current.shape == g.shape:
+        np.add(current, g, out=current)
+        t._grad._set_value_expr(_graph.leaf(current))
+    else:
+        t._grad._set_value_expr(_graph.leaf(np.asarray(current + g)))
+    t._grad._vc.value += 1
+
+
+__all__ = ["AccumulateGrad", "ERR_BACKWARD_TWICE", "Node", "execute", "make_seeds", "node_class",
+           "_executor"]

@@ -1,0 +1,297 @@
+"""In-place ops, views and the version counter.
+
+An in-place op records the out-of-place op and swaps its result into the tensor's storage; the
+tensor's history becomes the new node and its version counter (shared with views and `detach()`)
+goes up. A view re-derives its value from its base, and writing to a view writes through to the
+base: by the inverse reshape/permutation, or by `index_put` for indexing views. With autograd on,
+that write is recorded on the base as `CopySlices`, and the view's own grad_fn is rebuilt from
+the base's (`AsStridedBackward0`), as PyTorch does.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from . import _graph
+from ._core import TensorCore, _View, apply
+from ._ops import is_tensor, scalar
+from .autograd.grad_mode import is_grad_enabled, is_inference_mode_enabled
+
+LEAF_INPLACE_ERROR = "a leaf Variable that requires grad is being used in an in-place operation."
+VIEW_OF_LEAF_INPLACE_ERROR = ("a view of a leaf Variable that requires grad is being used in an in-place "
+                              "operation.")
+INFERENCE_INPLACE_ERROR = (
+    "Inplace update to inference tensor outside InferenceMode is not allowed.You can make a clone to "
+    "get a normal tensor before doing inplace update.See https://github.com/pytorch/rfcs/pull/17 for "
+    "more details.")
+OVERLAP_ERROR = ("unsupported operation: more than one element of the written-to tensor refers to a "
+                 "single memory location. Please clone() the tensor before performing the operation.")
+
+_RESHAPES = {"reshape", "flatten", "squeeze", "unsqueeze"}
+_PERMUTES = {"permute", "transpose", "movedim"}
+
+
+# ---------------------------------------------------------------------------------------------
+# views
+
+
+def make_view(base: TensorCore, op: str, attrs: dict, name: str) -> TensorCore:
+    out = apply(op, [base], attrs, name)
+    out._view = _View(base, op, attrs, out._expr)
+    out._vc = base._vc
+    out._inference = base._inference
+    out._noncontiguous = _noncontiguous(out, base, op, attrs)
+    return out
+
+
+def _noncontiguous(out: TensorCore, base: TensorCore, op: str, attrs: dict) -> bool:
+    """Whether a view's elements are out of row-major order (then reshape copies, view fails)."""
+    if base._noncontiguous:
+        return True
+    if op in _PERMUTES:
+        perm = _permutation(op, attrs, base.dim())
+        moved = [p for p in perm if base.shape[p] != 1]
+        return moved != sorted(moved)
+    if op == "expand":
+        return tuple(out.shape) != tuple(base.shape)
+    return False
+
+
+def root_of(t: TensorCore) -> TensorCore:
+    while t._view is not None:
+        t = t._view.base
+    return t
+
+
+def _scatter(base: TensorCore, v: _View, new: TensorCore, name: str | None) -> TensorCore:
+    """The base's value with the view region replaced by `new` (recorded as an op on both)."""
+    if v.op in _RESHAPES:
+        return apply("reshape", [new], {"shape": tuple(base.shape)}, name)
+    if v.op in _PERMUTES:
+        perm = _permutation(v.op, v.attrs, base.dim())
+        inverse = tuple(int(i) for i in np.argsort(perm))
+        return apply("permute", [new], {"dims": inverse}, name)
+    if v.op == "getitem":
+        return apply("index_put", [base, new], {"index": v.attrs["index"]}, name)
+    if v.op in ("split", "chunk", "unbind"):
+        return apply("index_put", [base, new], {"index": _part_index(base, v)}, name)
+    if v.op == "expand":
+        raise RuntimeError(OVERLAP_ERROR)
+    raise NotImplementedError(f"gradserve: writing through a {v.op} view is not supported")
+
+
+def _permutation(op: str, attrs: dict, ndim: int) -> tuple[int, ...]:
+    from gradserve.engine.ops.shape import permutation
+    return permutation(attrs, ndim, op)
+
+
+def _part_index(base: TensorCore, v: _View) -> tuple:
+    from gradserve.engine.ops.shape import part_bounds
+    dim = v.attrs.get("dim", 0) % base.dim()
+    if v.op == "unbind":
+        return (("slice", None, None, None),) * dim + (int(v.attrs["index"]),)
+    _, start, stop = part_bounds(tuple(base.shape), v.attrs, v.op)
+    return (("slice", None, None, None),) * dim + (("slice", start, stop, None),)
+
+
+def write_through(view: TensorCore, expr: _graph.Expr) -> None:
+    """Untracked write (no autograd), e.g. through `.data` or under no_grad."""
+    from ._tensor import Tensor
+    v = view._view
+    new = Tensor._from_expr(expr)
+    from .autograd.grad_mode import no_grad
+    with no_grad():
+        base_new = _scatter(v.base, v, new, None)
+    v.base._set_value_expr(base_new._expr)
+    v.base_expr = v.base._expr
+    v.expr = expr
+
+
+def regenerate_view_grad_fn(t: TensorCore):
+    v = t._view
+    base = v.base
+    v.version = base._vc.value
+    if base.requires_grad:
+        out = apply(v.op, [base], v.attrs, "AsStridedBackward0", force=True)
+        fn = out._grad_fn
+        fn._tensor = weakref.ref(t)
+        v.expr, v.base_expr = out._expr, base._expr
+        t._grad_fn = fn
+    else:
+        t._grad_fn = None
+    return t._grad_fn
+
+
+# ---------------------------------------------------------------------------------------------
+# committing an in-place result
+
+
+def check_inplace(t: TensorCore) -> None:
+    if t._inference and not is_inference_mode_enabled():
+        raise RuntimeError(INFERENCE_INPLACE_ERROR)
+    if not is_grad_enabled():
+        return
+    if t._view is not None:
+        root = root_of(t)
+        if root.is_leaf and root.requires_grad:
+            raise RuntimeError(VIEW_OF_LEAF_INPLACE_ERROR)
+    elif t.is_leaf and t.requires_grad:
+        raise RuntimeError(LEAF_INPLACE_ERROR)
+
+
+def commit(t: TensorCore, out: TensorCore, *, bump: bool = True) -> TensorCore:
+    """Make `out` (computed out of place) the new value and history of `t`."""
+    if out.dtype is not t.dtype:
+        out = apply("cast", [out], {"dtype": t.dtype.name}, out.grad_fn.name() if out.grad_fn else None)
+    if tuple(out.shape) != tuple(t.shape):
+        raise RuntimeError(f"output with shape {list(t.shape)} doesn't match the broadcast shape "
+                           f"{list(out.shape)}")
+    v = t._view
+    if v is None:
+        t._storage.expr = out._expr
+        if bump:
+            t._vc.value += 1
+        fn = out._grad_fn
+        if fn is not None:
+            t._grad_fn = fn
+            fn._tensor = weakref.ref(t)
+            for ref in fn._saved:
+                if ref.role == "output":
+                    ref.counter, ref.version, ref.tensor = t._vc, t._vc.value, weakref.ref(t)
+        return t
+    base = v.base
+    track = is_grad_enabled() and (out.requires_grad or base.requires_grad)
+    base_new = _scatter(base, v, out, "CopySlices" if track else None)
+    commit(base, base_new, bump=False)
+    if bump:
+        t._vc.value += 1
+    v.base_expr, v.expr = base._expr, out._expr
+    if track or t._grad_fn is not None:
+        v.version = -1                     # rebuild this view's grad_fn from the base's
+    return t
+
+
+def _constant_like(t: TensorCore, value) -> TensorCore:
+    from ._tensor import Tensor
+    return Tensor._from_array(np.full(tuple(t.shape), value, dtype=t._expr.spec.dtype))
+
+
+def _fill(t: TensorCore, value, name: str) -> TensorCore:
+    """fill_/zero_: history is cut (the gradient to the old value is zero)."""
+    check_inplace(t)
+    if is_tensor(value):
+        if value.dim() != 0:
+            raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor with "
+                               f"{value.dim()} dimensions.")
+        if value.requires_grad or t.requires_grad:
+            out = apply("expand", [value.to(t.dtype)], {"shape": tuple(t.shape)}, "FillBackward1")
+            return commit(t, out)
+        value = value.item()
+    if t.requires_grad and is_grad_enabled():
+        out = apply("index_put", [t], {"index": ("...",), "value": scalar(value)}, name)
+        return commit(t, out)
+    return commit(t, _constant_like(t, value))
+
+
+class InPlaceOps:
+    """The in-place methods of Tensor."""
+
+    def _inplace(self, out_of_place, *args, **kwargs):
+        check_inplace(self)
+        return commit(self, out_of_place(self, *args, **kwargs))
+
+    def add_(self, other, *, alpha=1):
+        return self._inplace(type(self).add, other, alpha=alpha)
+
+    def sub_(self, other, *, alpha=1):
+        return self._inplace(type(self).sub, other, alpha=alpha)
+
+    def mul_(self, other):
+        return self._inplace(type(self).mul, other)
+
+    def div_(self, other, *, rounding_mode=None):
+        return self._inplace(type(self).div, other, rounding_mode=rounding_mode)
+
+    def pow_(self, exponent):
+        return self._inplace(type(self).pow, exponent)
+
+    def neg_(self):
+        return self._inplace(type(self).neg)
+
+    def clamp_(self, min=None, max=None):
+        return self._inplace(type(self).clamp, min, max)
+
+    clip_ = clamp_
+
+    def clamp_min_(self, min):
+        return self._inplace(type(self).clamp_min, min)
+
+    def clamp_max_(self, max):
+        return self._inplace(type(self).clamp_max, max)
+
+    def masked_fill_(self, mask, value):
+        return self._inplace(type(self).masked_fill, mask, value)
+
+    def relu_(self):
+        return self._inplace(type(self).relu)
+
+    def zero_(self):
+        return _fill(self, 0, "ZeroBackward0")
+
+    def fill_(self, value):
+        return _fill(self, value, "FillBackward0")
+
+    def copy_(self, src, non_blocking=False):
+        check_inplace(self)
+        if not is_tensor(src):
+            raise TypeError(f"copy_(): argument 'other' must be Tensor, not {type(src).__name__}")
+        if src.requires_grad and is_grad_enabled():
+            out = apply("expand", [src.to(self.dtype)], {"shape": tuple(self.shape)}, "CopyBackwards")
+        elif self.requires_grad and is_grad_enabled():
+            out = apply("index_put", [self, src.to(self.dtype)], {"index": ("...",)}, "CopyBackwards")
+        else:
+            from .autograd.grad_mode import no_grad
+            with no_grad():
+                out = src.to(self.dtype).expand(self.shape).clone()
+        return commit(self, out)
+
+    def normal_(self, mean=0.0, std=1.0, *, generator=None):
+        from ._factories import _rng
+        check_inplace(self)
+        value = _rng().normal(mean, std, tuple(self.shape)).astype(self._expr.spec.dtype)
+        return commit(self, type(self)._from_array(value))
+
+    def uniform_(self, from_=0.0, to=1.0, *, generator=None):
+        from ._factories import _rng
+        check_inplace(self)
+        value = _rng().uniform(from_, to, tuple(self.shape)).astype(self._expr.spec.dtype)
+        return commit(self, type(self)._from_array(value))
+
+    def __iadd__(self, other):
+        return self.add_(other)
+
+    def __isub__(self, other):
+        return self.sub_(other)
+
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
+
+
+_UNARY_INPLACE = ["exp", "log", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tanh", "sigmoid", "abs",
+                  "sign", "floor", "ceil", "round", "trunc", "log1p", "expm1", "square"]
+
+
+def _unary_inplace(name: str):
+    def method(self):
+        return self._inplace(getattr(type(self), name))
+    method.__name__ = name + "_"
+    return method
+
+
+for _n in _UNARY_INPLACE:
+    setattr(InPlaceOps, _n + "_", _unary_inplace(_n))

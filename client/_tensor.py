@@ -1,0 +1,33 @@
+"""`Tensor`: the core (`_core`) plus op methods (`_ops`), in-place ops (`_inplace`) and indexing."""
+
+from __future__ import annotations
+
+from ._core import TensorCore
+from ._indexing import IndexingOps
+from ._inplace import InPlaceOps
+from ._ops import TensorOps
+
+
+class Tensor(IndexingOps, InPlaceOps, TensorOps, TensorCore):
+    """A tensor whose graph is recorded locally and computed by a gradserve executor.
+
+    `Tensor(data)` builds a float32 tensor from data; `Tensor(2, 3)` a zero-filled one.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        from . import _factories
+        from ._dtypes import float32
+        if len(args) == 1 and not isinstance(args[0], int):
+            t = _factories.tensor(args[0], dtype=float32)
+        else:
+            t = _factories.zeros(*args, dtype=float32)
+        if cls is not Tensor:
+            out = cls._from_expr(t._expr)
+            return out
+        return t
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    # Allow `Tensor.__hash__` to be identity-based despite the elementwise `__eq__`.
+    __hash__ = TensorCore.__hash__

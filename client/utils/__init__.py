@@ -1,0 +1,1 @@
+"""`torch.utils` (only what autograd needs: hooks)."""
