@@ -106,7 +106,8 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
 
 def attr(attrs: Attrs, name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
     """Read one attribute, checking its type. A missing or None value gives `default`
-    (`...`, the default, makes the attribute required). Ints are accepted where floats are."""
+    (`...`, the default, makes the attribute required). Ints are accepted (as floats) where floats
+    are and ints are not; bools are never taken for ints."""
     value = attrs.get(name)
     if value is None:
         if default is ...:
@@ -115,7 +116,7 @@ def attr(attrs: Attrs, name: str, kind: type | tuple[type, ...], default: Any = 
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if isinstance(value, bool) and bool not in kinds:
         pass
-    elif float in kinds and isinstance(value, int):
+    elif float in kinds and int not in kinds and isinstance(value, int):
         return float(value)
     elif isinstance(value, kinds):
         return value

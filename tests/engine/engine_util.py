@@ -34,12 +34,13 @@ def forward(op: str, *inputs: Any, **attrs: object) -> np.ndarray:
     return evaluate(plan(graph), values, [out])[out]
 
 
-def grads(op: str, *inputs: Any, seed: Any = None, **attrs: object) -> list[np.ndarray | None]:
-    """Gradients of op(inputs) (seeded with ones, or `seed`) w.r.t. every input."""
+def grads(op: str, *inputs: Any, cotangent: Any = None,
+          **attrs: object) -> list[np.ndarray | None]:
+    """Gradients of op(inputs) (seeded with ones, or `cotangent`) w.r.t. every input."""
     graph, values, out = one_node_graph(op, inputs, attrs)
     p = plan(graph)
     spec = p.spec(out)
-    seed = np.ones(spec.shape, spec.dtype) if seed is None else np.asarray(seed, spec.dtype)
+    seed = np.ones(spec.shape, spec.dtype) if cotangent is None else np.asarray(cotangent, spec.dtype)
     found = {r.id: r.array for r in backward(p, values, [out], {out: seed},
                                              list(range(len(inputs)))) if r.kind == "grad"}
     return [found.get(i) for i in range(len(inputs))]
