@@ -68,6 +68,10 @@ def result_type(specs: Sequence[TensorSpec], scalars: Iterable[object] = ()) -> 
     Three priority levels: tensors with dims, 0-dim tensors, Python scalars. A lower level only
     changes the result when it is of a higher category (float over int over bool).
     """
+    if specs:  # fast path: one tensor dtype that no operand can change
+        first = specs[0].dtype
+        if (first.kind == "f" or not scalars) and all(s.dtype == first for s in specs):
+            return first
     dim = zero = wrapped = None
     for s in specs:
         if s.ndim:

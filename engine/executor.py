@@ -6,6 +6,7 @@ lists indexed by position (leaves first, then nodes); nothing is written into sh
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -111,6 +112,9 @@ def plan(graph: Graph, limits: Limits | None = None) -> Plan:
     ops: list[Op] = []
     inputs: list[tuple[int, ...]] = []
     reads: list[tuple[tuple[int, ...], bool]] = []
+    reads_of: dict[tuple[str, int], tuple[tuple[int, ...], bool]] = {}
+    max_elements = limits.max_elements
+    # NOTE: the hot loop of every request; kept flat (no helper calls on the common path).
     for index, node in enumerate(graph.nodes):
         op = OPS.get(node.op)
         if op is None:
@@ -118,11 +122,15 @@ def plan(graph: Graph, limits: Limits | None = None) -> Plan:
         if node.id in pos:
             raise ReferenceError_(f"id {node.id} is used twice", node=node.id, op=node.op)
         try:
-            op.check_arity(len(node.inputs))
-            ins = tuple(_input_position(pos, graph.nodes, index, i) for i in node.inputs)
-            in_specs = [specs[p] for p in ins]
-            spec = op.infer(in_specs, node.attrs)
-            _check_elements(spec, limits, "output")
+            lo, hi = op.arity
+            n = len(node.inputs)
+            if n < lo or (hi is not None and n > hi):
+                op.check_arity(n)
+            ins = tuple([pos[i] if i in pos else _input_position(pos, graph.nodes, index, i)
+                         for i in node.inputs])
+            spec = op.infer([specs[p] for p in ins], node.attrs)
+            if math.prod(spec.shape) > max_elements:
+                _check_elements(spec, limits, "output")
         except EngineError as e:
             raise e.at(node.id, node.op)
         except (TypeError, ValueError, IndexError, KeyError, OverflowError) as e:
@@ -130,11 +138,21 @@ def plan(graph: Graph, limits: Limits | None = None) -> Plan:
         pos[node.id] = len(ids)
         ids.append(node.id)
         specs.append(spec)
-        rg.append(op.backward is not None and is_float(spec.dtype) and any(rg[p] for p in ins))
+        grad = False
+        if op.backward is not None and spec.dtype.kind == "f":
+            for p in ins:
+                if rg[p]:
+                    grad = True
+                    break
+        rg.append(grad)
         ops.append(op)
         inputs.append(ins)
-        read_ins, read_out = op.reads(len(ins))
-        reads.append((tuple(ins[j] for j in read_ins), read_out))
+        key = (node.op, n)
+        read = reads_of.get(key)
+        if read is None:
+            read = reads_of[key] = op.reads(n)
+        read_ins, read_out = read
+        reads.append((tuple([ins[j] for j in read_ins]), read_out))
     return Plan(graph, pos, ids, specs, rg, ops, inputs, n_leaves, reads)
 
 
@@ -244,14 +262,65 @@ def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
         elif p < n_leaves and pending[p] == 0:
             yield _final(i, acc[p], specs[p], given)
 
+    # NOTE: the backward hot loop, kept flat. Results are collected in `ready` and yielded between
+    # errstate blocks, so the caller never runs inside our floating-point error settings.
+    ops, nodes, reads, inputs = plan.ops, plan.graph.nodes, plan.reads, plan.inputs
+    standins: dict[int, np.ndarray] = {}
     ready: list[Result] = []
     position = len(steps)
     while position:
         with np.errstate(all="ignore"):
             while position and not ready:
                 position -= 1
-                _backward_node(plan, steps[position], vals, acc, uses, pending, leads, wanted,
-                               ready, given, should_stop)
+                k = steps[position]
+                if should_stop is not None and should_stop():
+                    raise Cancelled("cancelled")
+                p = n_leaves + k
+                g = acc[p]
+                acc[p] = None
+                if p in wanted:  # a copy: backward keeps using g after the caller has it
+                    ready.append(_final(wanted[p], None if g is None else g.copy(), specs[p],
+                                        given))
+                ins = inputs[k]
+                read_ins, read_out = reads[k]
+                if g is not None:
+                    xs = [vals[i] if i in read_ins else _standin(specs[i], standins) for i in ins]
+                    out = vals[p] if read_out else _standin(specs[p], standins)
+                    node = nodes[k]
+                    op = ops[k]
+                    try:
+                        if op.masks_inputs:
+                            in_grads = op.backward(g, xs, out, node.attrs,
+                                                   needs_input_grad=[leads[i] for i in ins])
+                        else:
+                            in_grads = op.backward(g, xs, out, node.attrs)
+                    except EngineError as e:
+                        raise e.at(node.id, node.op)
+                    except Exception as e:  # a rule bug or unexpected data: still name the node
+                        raise EngineError(f"backward failed: {type(e).__name__}: {e}",
+                                          node=node.id, op=node.op) from e
+                    for i, gi in zip(ins, in_grads, strict=False):
+                        if gi is None or not leads[i]:
+                            continue
+                        spec = specs[i]
+                        if type(gi) is not np.ndarray:
+                            gi = np.asarray(gi)
+                        if gi.shape != spec.shape:
+                            gi = sum_to(gi, spec.shape)
+                        if gi.dtype != spec.dtype:
+                            gi = gi.astype(spec.dtype)
+                        prev = acc[i]
+                        acc[i] = gi if prev is None else prev + gi
+                for i in ins:
+                    if leads[i]:
+                        pending[i] -= 1
+                        if pending[i] == 0 and i < n_leaves and i in wanted:
+                            ready.append(_final(wanted[i], acc[i], specs[i], given))
+                            acc[i] = None
+                if read_out:
+                    _release(vals, uses, p)
+                for i in read_ins:
+                    _release(vals, uses, i)
         yield from ready
         ready.clear()
 
@@ -278,59 +347,6 @@ def _backward_steps(plan: Plan, root_pos: Sequence[int], wanted: Mapping[int, in
     return steps, leads, needed
 
 
-def _backward_node(plan: Plan, k: int, vals: list, acc: list, uses: list[int],
-                   pending: list[int], leads: list[bool], wanted: Mapping[int, int],
-                   ready: list[Result], given: dict[int, np.ndarray],
-                   should_stop: ShouldStop) -> None:
-    """Run one node's backward rule and route its input gradients."""
-    if should_stop is not None and should_stop():
-        raise Cancelled("cancelled")
-    n_leaves, specs = plan.n_leaves, plan.spec_list
-    p = n_leaves + k
-    g = acc[p]
-    acc[p] = None
-    if p in wanted:  # a copy: backward keeps using g after the caller has it
-        ready.append(_final(wanted[p], None if g is None else g.copy(), specs[p], given))
-    op, ins = plan.ops[k], plan.inputs[k]
-    read_ins, read_out = plan.reads[k]
-    if g is not None:
-        node = plan.graph.nodes[k]
-        xs = [vals[i] if i in read_ins else _standin(specs[i]) for i in ins]
-        out = vals[p] if read_out else _standin(specs[p])
-        try:
-            in_grads = op.backward(g, xs, out, node.attrs)
-        except EngineError as e:
-            raise e.at(node.id, node.op)
-        except Exception as e:  # a rule bug or unexpected data: still name the node
-            raise EngineError(f"backward failed: {type(e).__name__}: {e}",
-                              node=node.id, op=node.op) from e
-        for j, i in enumerate(ins):
-            if not leads[i]:
-                continue
-            gi = in_grads[j]
-            if gi is None:
-                continue
-            spec = specs[i]
-            if type(gi) is not np.ndarray:
-                gi = np.asarray(gi)
-            if gi.shape != spec.shape:
-                gi = sum_to(gi, spec.shape)
-            if gi.dtype != spec.dtype:
-                gi = gi.astype(spec.dtype)
-            prev = acc[i]
-            acc[i] = gi if prev is None else prev + gi
-    for i in ins:
-        if leads[i]:
-            pending[i] -= 1
-            if pending[i] == 0 and i < n_leaves and i in wanted:
-                ready.append(_final(wanted[i], acc[i], specs[i], given))
-                acc[i] = None
-    if read_out:
-        _release(vals, uses, p)
-    for i in read_ins:
-        _release(vals, uses, i)
-
-
 def _final(id_: int, g: np.ndarray | None, spec: TensorSpec,
            given: dict[int, np.ndarray]) -> Result:
     """A finished gradient as an array the caller owns: C-contiguous, writeable, and shared with
@@ -351,9 +367,18 @@ def _owned(v: np.ndarray) -> np.ndarray:
     return v
 
 
-def _standin(spec: TensorSpec) -> np.ndarray:
-    """Zero-strided placeholder with the right shape and dtype, for values backward does not read."""
-    return np.broadcast_to(np.zeros((), spec.dtype), spec.shape)
+_ZERO = np.zeros(8, np.uint8)
+
+
+def _standin(spec: TensorSpec, cache: dict[int, np.ndarray]) -> np.ndarray:
+    """Zero-strided placeholder with the right shape and dtype, for values backward does not read.
+    Cached per spec object (inference shares spec objects between same-shaped tensors)."""
+    standin = cache.get(id(spec))
+    if standin is None:
+        standin = np.ndarray(spec.shape, spec.dtype, buffer=_ZERO, strides=(0,) * len(spec.shape))
+        standin.flags.writeable = False
+        cache[id(spec)] = standin
+    return standin
 
 
 def _release(vals: list, uses: list[int], p: int) -> None:

@@ -12,6 +12,10 @@ dtype, once, centrally. `saves` says what backward reads: "inputs" (all of them)
 input positions (ints); it may also be a function of the number of inputs returning those (so `mul`
 by a Python scalar saves nothing while `mul` of two tensors saves both). Values backward does not
 read are freed early; backward then receives zero-strided stand-ins that carry only shape and dtype.
+
+Rules whose per-input work is expensive (the matmul family) may be registered with
+`masks_inputs=True`: backward is then also passed `needs_input_grad=` (a tuple of bools, like
+torch's ctx.needs_input_grad) and may return None where it is False.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class Op:
     forward: Forward
     backward: Backward | None              # None: not differentiable (comparisons, arg-ops, ...)
     saves: frozenset[str | int] | Callable[[int], Saves] = frozenset({INPUTS, OUTPUT})
+    masks_inputs: bool = False             # backward accepts needs_input_grad=
 
     @property
     def differentiable(self) -> bool:
@@ -65,12 +70,14 @@ OPS: dict[str, Op] = {}
 
 def register(name: str, *, infer: Infer, forward: Forward, backward: Backward | None,
              arity: int | tuple[int, int | None] = 1,
-             saves: Saves | Callable[[int], Saves] = (INPUTS, OUTPUT)) -> Op:
+             saves: Saves | Callable[[int], Saves] = (INPUTS, OUTPUT),
+             masks_inputs: bool = False) -> Op:
     if name in OPS:
         raise ValueError(f"op {name!r} registered twice")
     if isinstance(arity, int):
         arity = (arity, arity)
-    op = Op(name, arity, infer, forward, backward, saves if callable(saves) else frozenset(saves))
+    op = Op(name, arity, infer, forward, backward, saves if callable(saves) else frozenset(saves),
+            masks_inputs)
     OPS[name] = op
     return op
 

@@ -20,7 +20,9 @@ SCALAR = (bool, int, float)
 
 def _operand_specs(specs: Sequence[TensorSpec], attrs: Attrs) -> tuple[tuple[int, ...], np.dtype]:
     if len(specs) == 2:
-        return broadcast_shapes(specs[0].shape, specs[1].shape), result_type(specs)
+        a, b = specs
+        shape = a.shape if a.shape == b.shape else broadcast_shapes(a.shape, b.shape)
+        return shape, result_type(specs)
     other = attr(attrs, "other", SCALAR)
     return specs[0].shape, result_type(specs, [other])
 
@@ -28,6 +30,8 @@ def _operand_specs(specs: Sequence[TensorSpec], attrs: Attrs) -> tuple[tuple[int
 def _operands(xs: Sequence[np.ndarray], attrs: Attrs, dtype: np.dtype | None = None):
     """Both operands in the computation dtype (PyTorch casts before computing, NumPy after)."""
     a = xs[0]
+    if dtype is None and len(xs) == 1 and a.dtype.kind == "f":
+        return a, attrs["other"]     # a Python scalar never changes a float tensor's dtype
     if len(xs) == 2:
         b = xs[1]
         if dtype is None:
@@ -41,7 +45,11 @@ def _operands(xs: Sequence[np.ndarray], attrs: Attrs, dtype: np.dtype | None = N
 
 
 def binary_infer(specs: Sequence[TensorSpec], attrs: Attrs) -> TensorSpec:
-    return TensorSpec(*_operand_specs(specs, attrs))
+    shape, dtype = _operand_specs(specs, attrs)
+    first = specs[0]
+    if shape == first.shape and dtype == first.dtype:
+        return first     # shared spec objects: cheaper plans, and the executor caches per spec
+    return TensorSpec(shape, dtype)
 
 
 def float_binary_infer(specs: Sequence[TensorSpec], attrs: Attrs) -> TensorSpec:
@@ -59,6 +67,8 @@ def same_infer(specs: Sequence[TensorSpec], attrs: Attrs) -> TensorSpec:
 
 
 def float_unary_infer(specs: Sequence[TensorSpec], attrs: Attrs) -> TensorSpec:
+    if specs[0].dtype.kind == "f":
+        return specs[0]
     return TensorSpec(specs[0].shape, floating_result(specs[0].dtype))
 
 

@@ -64,14 +64,15 @@ def matmul_infer(specs, attrs):
     return TensorSpec(batch + rows + cols, dtype)
 
 
-def _matmul_backward(g, xs, out, attrs):
+def _matmul_backward(g, xs, out, attrs, needs_input_grad=(True, True)):
     a, b = xs
+    need_a, need_b = needs_input_grad
     if a.ndim == 1 and b.ndim == 1:
         return g * b, g * a
     if a.ndim >= 2 and b.ndim == 2:  # fold the batch into rows: one GEMM per gradient
         k, m = b.shape
-        g2 = g.reshape(-1, m)
-        return g @ b.T, a.reshape(-1, k).T @ g2
+        return (g @ b.T if need_a else None,
+                a.reshape(-1, k).T @ g.reshape(-1, m) if need_b else None)
     a2 = a[None, :] if a.ndim == 1 else a
     b2 = b[:, None] if b.ndim == 1 else b
     g2 = g
@@ -79,17 +80,17 @@ def _matmul_backward(g, xs, out, attrs):
         g2 = np.expand_dims(g2, -2)
     if b.ndim == 1:
         g2 = np.expand_dims(g2, -1)
-    ga = g2 @ swap(b2)
-    gb = swap(a2) @ g2
-    if a.ndim == 1:
+    ga = g2 @ swap(b2) if need_a else None
+    gb = swap(a2) @ g2 if need_b else None
+    if a.ndim == 1 and need_a:
         ga = ga[..., 0, :]
-    if b.ndim == 1:
+    if b.ndim == 1 and need_b:
         gb = gb[..., 0]
     return ga, gb
 
 
 register("matmul", arity=2, infer=matmul_infer, backward=_matmul_backward, saves=(INPUTS,),
-         forward=lambda xs, attrs: np.matmul(xs[0], xs[1]))
+         masks_inputs=True, forward=lambda xs, attrs: np.matmul(xs[0], xs[1]))
 
 
 def _fixed_rank(op: str, ndims: tuple[int, int]):
@@ -103,7 +104,7 @@ def _fixed_rank(op: str, ndims: tuple[int, int]):
 
 for _op, _ndims in [("mm", (2, 2)), ("bmm", (3, 3)), ("mv", (2, 1)), ("dot", (1, 1))]:
     register(_op, arity=2, infer=_fixed_rank(_op, _ndims), backward=_matmul_backward,
-             saves=(INPUTS,), forward=lambda xs, attrs: np.matmul(xs[0], xs[1]))
+             saves=(INPUTS,), masks_inputs=True, forward=lambda xs, attrs: np.matmul(xs[0], xs[1]))
 
 
 def outer_infer(specs, attrs):
@@ -138,15 +139,15 @@ def _linear(xs, attrs):
     return out
 
 
-def _linear_backward(g, xs, out, attrs):
+def _linear_backward(g, xs, out, attrs, needs_input_grad=(True, True, True)):
     x, w = xs[0], xs[1]
-    gx = g @ w
-    gw = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+    gx = g @ w if needs_input_grad[0] else None
+    gw = g.reshape(-1, g.shape[-1]).T @ x.reshape(-1, x.shape[-1]) if needs_input_grad[1] else None
     return (gx, gw) + ((g,) if len(xs) == 3 else ())
 
 
 register("linear", arity=(2, 3), infer=linear_infer, forward=_linear, backward=_linear_backward,
-         saves=(0, 1))
+         saves=(0, 1), masks_inputs=True)
 
 
 def addmm_infer(specs, attrs):
@@ -172,12 +173,14 @@ def _addmm(xs, attrs):
     return out
 
 
-def _addmm_backward(g, xs, out, attrs):
+def _addmm_backward(g, xs, out, attrs, needs_input_grad=(True, True, True)):
     _, m1, m2 = xs
     beta, alpha = attr(attrs, "beta", (int, float), 1), attr(attrs, "alpha", (int, float), 1)
     ga = g if alpha == 1 else alpha * g
-    return (g if beta == 1 else beta * g), ga @ m2.T, m1.T @ ga
+    _, need_m1, need_m2 = needs_input_grad
+    return ((g if beta == 1 else beta * g), ga @ m2.T if need_m1 else None,
+            m1.T @ ga if need_m2 else None)
 
 
 register("addmm", arity=3, infer=addmm_infer, forward=_addmm, backward=_addmm_backward,
-         saves=(1, 2))
+         saves=(1, 2), masks_inputs=True)

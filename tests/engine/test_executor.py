@@ -164,3 +164,14 @@ def test_should_stop_raises_cancelled():
     with pytest.raises(Cancelled):
         list(backward(p, {0: np.ones(2)}, [2], {2: np.array(1.0)}, [0],
                       should_stop=lambda: next(calls)))
+
+
+def test_linear_skips_gradients_nobody_needs_and_matches_numpy():
+    rng = np.random.default_rng(0)
+    xv, wv, bv = rng.standard_normal((4, 3)), rng.standard_normal((5, 3)), rng.standard_normal(5)
+    g = Graph([leaf(0, (4, 3), rg=False), leaf(1, (5, 3)), leaf(2, (5,))],
+              [Node(3, "linear", (0, 1, 2)), Node(4, "sum", (3,))])
+    out = grad_map(run(g, {0: xv, 1: wv, 2: bv}, [4], [0, 1, 2]))
+    assert out[0] is None
+    np.testing.assert_allclose(out[1], np.ones((5, 4)) @ xv)
+    np.testing.assert_allclose(out[2], np.full(5, 4.0))
