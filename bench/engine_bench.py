@@ -11,7 +11,6 @@ import time
 from typing import Callable
 
 import numpy as np
-
 from gradserve.engine import Graph, Leaf, Node, backward, plan
 
 F32 = np.dtype(np.float32)
