@@ -30,7 +30,7 @@ TEST_IMAGE = "gradserve:test"
 LOAD_SCRIPT = ROOT / "tests" / "deploy" / "load.py"
 TUTORIAL = ROOT / "examples" / "autograd_tutorial.py"
 # One line per request at DEBUG level (server/front.py); counted per container to see who served.
-SERVED = re.compile(r"\brpc=(Evaluate|Backward) status=OK\b")
+SERVED = re.compile(r"\brpc=(?:evaluate|backward) status=OK\b", re.IGNORECASE)
 
 Log = Callable[[str], None]
 
