@@ -42,6 +42,7 @@ shape.py
   split               (x; split_size=int|tuple, dim=0, index)   part `index`
   chunk               (x; chunks, dim=0, index) | unbind (x; dim=0, index)
   repeat              (x; repeats)
+  pad                 (x; pad=(left_last, right_last, ...), value=0.0)  constant; negative crops
 index.py
   getitem             (x, *index tensors; index)        index item grammar in index.py:
                       int | None | "..." | ("slice", start, stop, step) | "tensor" |
@@ -61,6 +62,7 @@ nn.py
                       label_smoothing=0.0)  int target = class indices, float = probabilities
   nll_loss            (logp, target[, weight]; reduction, ignore_index)
   mse_loss, l1_loss   (input, target; reduction)
+  smooth_l1_loss      (input, target; reduction, beta=1.0)
   binary_cross_entropy  (p, target[, weight]; reduction)
   binary_cross_entropy_with_logits  (x, target[, weight][, pos_weight]; reduction,
                       pos_weight=False: True when the LAST input is pos_weight)

@@ -329,6 +329,31 @@ register("l1_loss", arity=2, infer=pair_loss_infer, saves=(INPUTS,),
          backward=_pair_backward(np.sign))
 
 
+def _smooth_l1(d: np.ndarray, attrs: Attrs) -> np.ndarray:
+    beta = attr(attrs, "beta", float, 1.0)
+    a = np.abs(d)
+    return a if beta == 0 else np.where(a < beta, 0.5 * d * d / beta, a - 0.5 * beta)
+
+
+def _smooth_l1_backward(g, xs, out, attrs):
+    beta = attr(attrs, "beta", float, 1.0)
+    d = _diff(xs)
+    slope = np.sign(d) if beta == 0 else np.where(np.abs(d) < beta, d / beta, np.sign(d))
+    gd = _reduce_grad(g, d.shape, attrs) * slope
+    return gd, -gd
+
+
+def smooth_l1_infer(specs, attrs):
+    if attr(attrs, "beta", float, 1.0) < 0:
+        raise AttributeValueError("smooth_l1_loss does not support negative values for beta.")
+    return pair_loss_infer(specs, attrs)
+
+
+register("smooth_l1_loss", arity=2, infer=smooth_l1_infer, saves=(INPUTS,),
+         forward=lambda xs, attrs: _reduce(_smooth_l1(_diff(xs), attrs), attrs),
+         backward=_smooth_l1_backward)
+
+
 def bce_infer(specs, attrs):
     x, target = specs[0], specs[1]
     require_float(x, "binary_cross_entropy")

@@ -430,3 +430,53 @@ def _repeat_backward(g, xs, out, attrs):
 
 
 register("repeat", infer=repeat_infer, forward=_repeat, backward=_repeat_backward, saves=())
+
+
+# ---------------------------------------------------------------------------------------------
+# pad (constant): attrs pad=(left_last, right_last, left_prev, right_prev, ...), value=0.0.
+# Negative amounts crop, as in torch.nn.functional.pad.
+
+
+def _pad_regions(shape: tuple[int, ...], attrs: Attrs) -> tuple[tuple[int, ...], tuple, tuple]:
+    """(output shape, source slices of x, destination slices in the output)."""
+    pad = int_tuple(attrs, "pad")
+    if len(pad) % 2 or len(pad) // 2 > len(shape):
+        raise AttributeValueError(f"Padding length must be divisible by 2 and at most twice the "
+                                  f"number of dims ({len(shape)}), got {len(pad)}")
+    out, src, dst = list(shape), [slice(None)] * len(shape), [slice(None)] * len(shape)
+    for k in range(len(pad) // 2):
+        d = len(shape) - 1 - k
+        left, right = pad[2 * k], pad[2 * k + 1]
+        size = shape[d] + left + right
+        if size < 0:
+            raise ShapeError(f"The input size {shape[d]}, plus negative padding {left} and "
+                             f"{right} resulted in a negative output size, which is invalid. "
+                             f"Check dimension {d} of your input.")
+        out[d] = size
+        start, stop = max(0, -left), shape[d] - max(0, -right)
+        src[d] = slice(start, max(start, stop))
+        dst[d] = slice(max(0, left), max(0, left) + max(0, stop - start))
+    return tuple(out), tuple(src), tuple(dst)
+
+
+def pad_infer(specs, attrs):
+    attr(attrs, "value", (bool, int, float), 0.0)
+    return TensorSpec(_pad_regions(specs[0].shape, attrs)[0], specs[0].dtype)
+
+
+def _pad(xs, attrs):
+    x = xs[0]
+    shape, src, dst = _pad_regions(x.shape, attrs)
+    out = np.full(shape, attrs.get("value") or 0, x.dtype)
+    out[dst] = x[src]
+    return out
+
+
+def _pad_backward(g, xs, out, attrs):
+    _, src, dst = _pad_regions(xs[0].shape, attrs)
+    grad = np.zeros(xs[0].shape, g.dtype)
+    grad[src] = g[dst]
+    return (grad,)
+
+
+register("pad", infer=pad_infer, forward=_pad, backward=_pad_backward, saves=())

@@ -232,3 +232,10 @@ def test_div_rounding_modes():
     assert forward("div", x, y, rounding_mode="trunc").tolist() == [3, -3, -3, 3]
     assert forward("div", x.astype(F32), y.astype(F32), rounding_mode="trunc").tolist() == \
         [3, -3, -3, 3]
+
+
+def test_pad_and_smooth_l1_values():
+    out = forward("pad", a(1, 2, 3), pad=(1, -1), value=9.0)
+    np.testing.assert_array_equal(out, a(9, 1, 2))
+    loss = forward("smooth_l1_loss", a(0, 0), a(0.5, 3), reduction="none")
+    np.testing.assert_allclose(loss, a(0.125, 2.5))

@@ -142,6 +142,8 @@ case("chunk", r(2, 7), chunks=3, dim=1, index=1)
 case("unbind", r(3, 2), dim=1, index=1)
 case("repeat", r(2, 3), repeats=(2, 1, 3))
 case("repeat", r(0, 3), repeats=(2, 1))
+case("pad", r(2, 3), pad=(1, 2))
+case("pad", r(2, 3, 4), pad=(-1, 2, 0, 1, 1, 0), value=0.5)
 
 # ---------------------------------------------------------------------------------------------
 # indexing
@@ -207,6 +209,8 @@ case("nll_loss", r(4, 5), np.array([0, 4, -100, 2]))
 case("nll_loss", r(4, 5), np.array([0, 4, 1, 2]), Const(pos(5)), reduction="sum")
 case("mse_loss", r(3, 4), r(3, 4), reduction="none")
 case("l1_loss", r(3, 4), r(4), reduction="sum")
+case("smooth_l1_loss", r(3, 4) * 2, r(3, 4))
+case("smooth_l1_loss", r(3, 4), r(4), beta=0.5, reduction="none")
 case("binary_cross_entropy", unit(3, 4), unit(3, 4))
 case("binary_cross_entropy", unit(3, 4), unit(3, 4), Const(pos(4)), reduction="none")
 case("binary_cross_entropy_with_logits", r(3, 4), unit(3, 4))
