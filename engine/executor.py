@@ -204,7 +204,8 @@ def evaluate(plan: Plan, values: Mapping[int, np.ndarray], outputs: Sequence[int
     for p in out_pos:
         uses[p] += 1
     vals = _forward(plan, values, needed, uses, should_stop)
-    return {i: _owned(vals[p]) for i, p in zip(outputs, out_pos, strict=True)}
+    leaf_arrays = {id(a) for a in values.values()}
+    return {i: _owned(vals[p], leaf_arrays) for i, p in zip(outputs, out_pos, strict=True)}
 
 
 def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
@@ -246,7 +247,7 @@ def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
 
     vals = _forward(plan, values, needed, uses, should_stop)
     for i, p in zip(roots, root_pos, strict=True):
-        yield Result("value", i, _owned(vals[p]))
+        yield Result("value", i, _owned(vals[p], {id(a) for a in values.values()}))
         _release(vals, uses, p)
 
     acc: list = [None] * len(specs)
@@ -360,9 +361,9 @@ def _final(id_: int, g: np.ndarray | None, spec: TensorSpec,
     return Result("grad", id_, g)
 
 
-def _owned(v: np.ndarray) -> np.ndarray:
-    """A C-contiguous array that is not a view of a leaf value or of another result."""
-    if v.base is not None or not v.flags.c_contiguous:
+def _owned(v: np.ndarray, leaf_arrays: set[int]) -> np.ndarray:
+    """A C-contiguous array that is neither a leaf value nor a view of one or of another result."""
+    if v.base is not None or not v.flags.c_contiguous or id(v) in leaf_arrays:
         return np.array(v, order="C")
     return v
 

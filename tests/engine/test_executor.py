@@ -100,6 +100,9 @@ def test_results_are_owned_arrays():
                                                          {"dim0": 0, "dim1": 1})])),
                      {0: np.ones((2, 3))}, [1])[1]
     assert value.flags.c_contiguous and value.base is None
+    x = np.ones(3)
+    same = evaluate(plan(Graph([leaf(0, (3,))], [Node(1, "contiguous", (0,))])), {0: x}, [0, 1])
+    assert not np.shares_memory(same[0], x) and not np.shares_memory(same[1], x)
 
 
 def test_intermediates_are_freed_as_soon_as_possible():
