@@ -35,22 +35,23 @@ ERR_BACKWARD_TWICE = (
 class SavedRef:
     """One tensor a node saved for backward: which version of it the gradient needs."""
 
-    __slots__ = ("counter", "version", "tensor", "role")
+    __slots__ = ("counter", "version", "tensor", "role", "producer")
 
-    def __init__(self, tensor: "Tensor", role: str) -> None:
+    def __init__(self, tensor: "Tensor", role: str, producer: str | None = None) -> None:
         self.counter = tensor._vc
         self.version = tensor._vc.value
         self.tensor = weakref.ref(tensor)
         self.role = role
+        self.producer = producer       # for a saved output: the node that produced (and saved) it
 
     def check(self) -> None:
         current = self.counter.value
         if current == self.version:
             return
         t = self.tensor()
-        where = ""
-        if t is not None and t._grad_fn is not None:
-            where = f", which is output 0 of {re.sub(r'Backward[0-9]*$', '', t._grad_fn.name())},"
+        # A saved output names the op that produced it; a saved input names its current grad_fn.
+        fn_name = self.producer or (t._grad_fn.name() if t is not None and t._grad_fn is not None else None)
+        where = f", which is output 0 of {re.sub(r'Backward[0-9]*$', '', fn_name)}," if fn_name else ""
         spec = t._expr.spec if t is not None else None
         desc = (f"[torch.{_legacy_name(spec.dtype)} [{', '.join(map(str, spec.shape))}]]"
                 if spec is not None else "[tensor]")
@@ -69,7 +70,7 @@ def _legacy_name(np_dtype) -> str:
 class Node:
     """Base of every grad_fn class; instances are named per op as PyTorch names them."""
 
-    __slots__ = ("_op", "_attrs", "_inputs", "_edges", "_out", "_saved", "_saves", "_freed",
+    __slots__ = ("_op", "_attrs", "_inputs", "_edges", "_out", "_refs", "_saves", "_freed",
                  "_tensor", "_metadata", "__weakref__")
 
     def __init__(self, op: str | None, attrs, inputs: tuple, edges: tuple, out) -> None:
@@ -78,7 +79,7 @@ class Node:
         self._inputs = inputs          # the input Exprs, as they were when the op ran
         self._edges = edges            # per input: grad_fn, AccumulateGrad, or None
         self._out = out
-        self._saved: tuple[SavedRef, ...] = ()
+        self._refs: tuple[SavedRef, ...] = ()  # saved tensors, for the version check
         self._saves = False
         self._freed = False
         self._tensor = None            # weakref to the tensor this node produced
@@ -89,7 +90,11 @@ class Node:
 
     @property
     def next_functions(self) -> tuple:
-        return tuple((e, 0) for e in self._edges)
+        edges = tuple((e, 0) for e in self._edges)
+        if self._op in _WRAPPED_SCALAR_OPS and "other" in self._attrs:
+            # torch wraps the Python scalar of `a * 2` in a tensor: an input with no gradient.
+            edges += ((None, 0),)
+        return edges
 
     @property
     def metadata(self) -> dict:
@@ -100,27 +105,16 @@ class Node:
     def _check_saved(self) -> None:
         if self._freed and self._saves:
             raise RuntimeError(ERR_BACKWARD_TWICE)
-        for s in self._saved:
+        for s in self._refs:
             s.check()
 
-    def _saved_input(self, index: int):
-        """The `_saved_self` / `_saved_other` attributes of nodes that save their inputs."""
+    def _get_saved(self, index: int):
         from ._tensor import Tensor
-        if not self._saves or index >= len(self._inputs) + (1 if "other" in (self._attrs or {}) else 0):
-            raise AttributeError(f"'{self.name()}' object has no saved input {index}")
         if self._freed:
             raise RuntimeError(ERR_BACKWARD_TWICE)
         if index < len(self._inputs):
             return Tensor._from_expr(self._inputs[index])
         return self._attrs["other"]
-
-    @property
-    def _saved_self(self):
-        return self._saved_input(0)
-
-    @property
-    def _saved_other(self):
-        return self._saved_input(1)
 
     def register_hook(self, fn):
         raise NotImplementedError("gradserve: hooks on grad_fn nodes are not supported; "
@@ -148,13 +142,27 @@ class AccumulateGrad(Node):
         self.variable = variable
 
 
-_classes: dict[str, type] = {"AccumulateGrad": AccumulateGrad}
+_WRAPPED_SCALAR_OPS = {"add", "sub", "mul", "div"}
+_classes: dict[tuple[str, int], type] = {("AccumulateGrad", 0): AccumulateGrad}
 
 
-def node_class(name: str) -> type:
-    cls = _classes.get(name)
+def _saved_property(index: int) -> property:
+    return property(lambda self: self._get_saved(index),
+                    doc="A saved input (raises once the graph has been freed by backward).")
+
+
+def node_class(name: str, saved_inputs: int = 0) -> type:
+    """The grad_fn class called `name`; nodes whose op saves its inputs expose `_saved_self`
+    (and `_saved_other`), as PyTorch's do."""
+    saved_inputs = min(saved_inputs, 2)
+    cls = _classes.get((name, saved_inputs))
     if cls is None:
-        cls = _classes[name] = type(name, (Node,), {"__slots__": ()})
+        ns: dict = {"__slots__": ()}
+        if saved_inputs:
+            ns["_saved_self"] = _saved_property(0)
+        if saved_inputs > 1:
+            ns["_saved_other"] = _saved_property(1)
+        cls = _classes[name, saved_inputs] = type(name, (Node,), ns)
     return cls
 
 

@@ -475,7 +475,9 @@ def apply(op: str, tensors: Sequence["TensorCore"], attrs: dict | None = None, n
         reads, reads_output = engine_op.reads(len(tensors))
         if saved is not None:
             reads = tuple(j for j in reads if saved[j])
-        fn = _autograd.node_class(name)(op, attrs, tuple(exprs), tuple(t._edge() for t in tensors), expr)
+        n_saved = len(reads) + (1 if reads and "other" in attrs else 0)
+        fn = _autograd.node_class(name, n_saved)(op, attrs, tuple(exprs), tuple(t._edge() for t in tensors),
+                                                 expr)
         fn._saves = bool(reads) or reads_output
         refs = []
         for j in reads:
@@ -485,6 +487,6 @@ def apply(op: str, tensors: Sequence["TensorCore"], attrs: dict | None = None, n
         fn._tensor = weakref.ref(out)
         out._grad_fn = fn
         if reads_output:
-            refs.append(_autograd.SavedRef(out, "output"))
-        fn._saved = tuple(refs)
+            refs.append(_autograd.SavedRef(out, "output", name))
+        fn._refs = tuple(refs)
     return out

@@ -92,7 +92,9 @@ def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=Fal
         array = np.array(data, dtype=np_dtype or data.dtype)
     else:
         array = np.array(_unwrap(data), dtype=np_dtype or _infer_dtype(data))
-    return _leaf(np.ascontiguousarray(array), requires_grad)
+    if not array.flags.c_contiguous:
+        array = array.copy(order="C")
+    return _leaf(array, requires_grad)
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:

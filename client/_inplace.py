@@ -157,7 +157,7 @@ def commit(t: TensorCore, out: TensorCore, *, bump: bool = True) -> TensorCore:
         if fn is not None:
             t._grad_fn = fn
             fn._tensor = weakref.ref(t)
-            for ref in fn._saved:
+            for ref in fn._refs:
                 if ref.role == "output":
                     ref.counter, ref.version, ref.tensor = t._vc, t._vc.value, weakref.ref(t)
         return t
