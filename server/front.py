@@ -1,0 +1,253 @@
+"""The front process's request path: admission, validation, shared-memory layout, streaming results.
+
+A request is checked with engine.plan (shapes, dtypes, ops, limits) before anything is allocated;
+the plan also gives the size of every result, so one block holds the leaves, the seeds and the
+results. Chunks are copied straight from the gRPC messages into the block; the worker reads the
+leaves and writes each result in place, and the RPC thread streams a result the moment the worker
+says it is final.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+from gradserve import codec, engine
+from gradserve.v1 import gradserve_pb2 as pb
+
+from . import errors
+from .faults import DeadlineExceeded, Overloaded, RequestCancelled
+from .options import Options
+from .pool import Job, WorkerPool
+from .shm import BlockPool
+from .worker import JobSpec, Slot
+
+log = logging.getLogger("gradserve.server.requests")
+
+ALIGN = 64                    # every tensor starts on a cache line
+
+
+class Admission:
+    """Bounds the requests and tensor bytes in flight; beyond them, Overloaded."""
+
+    def __init__(self, max_requests: int, max_bytes: int) -> None:
+        self.max_requests, self.max_bytes = max_requests, max_bytes
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.bytes = 0
+
+    def admit(self) -> None:
+        with self._lock:
+            if self.requests >= self.max_requests:
+                raise Overloaded(f"{self.requests} requests in flight, the limit is {self.max_requests}")
+            self.requests += 1
+
+    def reserve(self, nbytes: int) -> None:
+        with self._lock:
+            if nbytes > self.max_bytes:
+                raise Overloaded(f"the request needs {nbytes} bytes of tensors and results, over "
+                                 f"the limit of {self.max_bytes}")
+            if self.bytes + nbytes > self.max_bytes:
+                raise Overloaded(f"{self.bytes} bytes in flight; {nbytes} more would exceed "
+                                 f"{self.max_bytes}")
+            self.bytes += nbytes
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self.requests -= 1
+            self.bytes -= nbytes
+
+
+class _Lease:
+    """The request's admission and block, freed when both the RPC thread and the pool let go."""
+
+    def __init__(self, admission: Admission, blocks: BlockPool) -> None:
+        self._admission, self._blocks = admission, blocks
+        self._lock = threading.Lock()
+        self._refs = 1
+        self.nbytes = 0
+        self.block = None
+
+    def hold(self) -> None:
+        with self._lock:
+            self._refs += 1
+
+    def drop(self) -> None:
+        with self._lock:
+            self._refs -= 1
+            if self._refs:
+                return
+        if self.block is not None:
+            self._blocks.release(self.block)
+        self._admission.release(self.nbytes)
+
+
+def _unique(ids: Iterable[int]) -> list[int]:
+    return list(dict.fromkeys(ids))
+
+
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each input and result lives in the request's block."""
+
+    inputs: tuple[Slot, ...]
+    seeds: tuple[Slot, ...]
+    results: tuple[Slot, ...]
+    size: int
+
+    @classmethod
+    def build(cls, mode: str, head: codec.RequestHead, plan: engine.Plan) -> "Layout":
+        offset = 0
+
+        def place(id_: int, shape: tuple[int, ...], dtype: np.dtype, kind: str = "") -> Slot:
+            nonlocal offset
+            slot = Slot(id_, offset, tuple(shape), np.dtype(dtype).name, kind)
+            offset += _aligned(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+            return slot
+
+        inputs = tuple(place(t.id, t.shape, t.dtype) for t in head.leaves)
+        seeds = tuple(place(t.id, t.shape, t.dtype) for t in head.seeds)
+        if mode == "evaluate":
+            wanted = [("value", i) for i in _unique(head.outputs)]
+        else:
+            for root, seed in zip(head.roots, head.seeds, strict=False):  # no seeds: ones
+                expected = plan.spec(root).shape
+                if seed.shape != expected:
+                    raise engine.GraphError(f"seed for root {root} has shape {seed.shape}, "
+                                            f"expected {expected}")
+            wanted = ([("value", i) for i in _unique(head.roots)]
+                      + [("grad", i) for i in _unique(head.grads)])
+        results = []
+        for kind, id_ in wanted:
+            spec = plan.spec(id_)       # raises the engine's ReferenceError_ for an unknown id
+            results.append(place(id_, spec.shape, spec.dtype, kind))
+        return cls(inputs, seeds, tuple(results), offset)
+
+    def buffers(self, buf: memoryview | None) -> dict[int, memoryview]:
+        """Writable byte views of every input (leaves and seeds), for codec.RequestReader."""
+        out = {}
+        for s in (*self.inputs, *self.seeds):
+            n = int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize
+            out[s.id] = buf[s.offset:s.offset + n] if n else memoryview(b"")
+        return out
+
+
+def result_view(buf: memoryview, slot: Slot) -> np.ndarray:
+    dtype = np.dtype(slot.dtype).newbyteorder("<")
+    count = int(np.prod(slot.shape, dtype=np.int64))
+    if count == 0:
+        return np.empty(slot.shape, dtype)
+    return np.frombuffer(buf, dtype, count, slot.offset).reshape(slot.shape)
+
+
+class Front:
+    """What the servicer delegates to."""
+
+    def __init__(self, options: Options, pool: WorkerPool, blocks: BlockPool) -> None:
+        self.options = options
+        self.pool = pool
+        self.blocks = blocks
+        self.limits = engine.Limits(max_elements=options.max_elements, max_nodes=options.max_nodes)
+        self.admission = Admission(options.max_inflight, options.max_inflight_bytes)
+
+    def compute(self, mode: str, requests: Iterable[pb.ComputeRequest],
+                context) -> Iterator[pb.ComputeResponse]:
+        """One Evaluate or Backward call, from request stream to response stream."""
+        started = time.perf_counter()
+        facts = {"request_id": "", "nodes": 0, "in_bytes": 0, "out_bytes": 0, "worker": "",
+                 "attempts": 0}
+        status = "OK"
+        self.admission.admit()
+        lease = _Lease(self.admission, self.blocks)
+        job = None
+        try:
+            reader = codec.RequestReader(requests)
+            head = reader.head()
+            facts["request_id"], facts["nodes"] = head.request_id, len(head.graph.nodes)
+            plan = engine.plan(head.graph, self.limits)
+            layout = Layout.build(mode, head, plan)
+            self.admission.reserve(layout.size)
+            lease.nbytes = layout.size
+            if layout.size:
+                lease.block = self.blocks.acquire(layout.size)
+            buf = lease.block.buf if lease.block is not None else None
+            reader.read_into(layout.buffers(buf))
+            facts["in_bytes"] = sum(t.nbytes for t in head.tensors)
+            job = Job(head.request_id)
+            job.payload = pickle.dumps(JobSpec(
+                job.job_id, mode, head.graph, self.limits, lease.block.name if lease.block else "",
+                lease.block.size if lease.block else 0, layout.inputs, layout.seeds,
+                tuple(_unique(head.outputs)), tuple(head.roots), tuple(_unique(head.grads)),
+                layout.results), protocol=pickle.HIGHEST_PROTOCOL)
+            lease.hold()
+            job.on_release = lease.drop
+            try:
+                self.pool.submit(job)
+            except BaseException:
+                job.on_release = None
+                lease.drop()
+                raise
+            if not context.add_callback(lambda: self._rpc_ended(job, context)):
+                self._rpc_ended(job, context)
+            while True:
+                event = job.events.get()
+                if event[0] == "result":
+                    slot = layout.results[event[1]]
+                    array = result_view(buf, slot) if event[2] else None
+                    facts["out_bytes"] += array.nbytes if array is not None else 0
+                    yield from codec.result_messages(slot.kind, slot.id, array)
+                    array = None
+                elif event[0] == "done":
+                    facts["worker"] = event[3]
+                    yield codec.summary_message(event[1], event[2], event[3])
+                    return
+                else:
+                    raise event[1]
+        except BaseException as e:
+            status = errors.status_for(e)[0].name
+            raise
+        finally:
+            buf = None
+            lease.drop()
+            if job is not None:
+                facts["attempts"] = job.attempts
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("rpc=%s status=%s ms=%.2f %s", mode, status,
+                          (time.perf_counter() - started) * 1e3,
+                          " ".join(f"{k}={v}" for k, v in facts.items()))
+
+    def _rpc_ended(self, job: Job, context) -> None:
+        """Called by gRPC when the call ends for any reason; stops the job if it is still going."""
+        if job.state == "finished":
+            return
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            self.pool.cancel(job, DeadlineExceeded("deadline exceeded"))
+        else:
+            self.pool.cancel(job, RequestCancelled("cancelled by the client"))
+
+    def info(self) -> pb.InfoResponse:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("gradserve")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        o = self.options
+        return pb.InfoResponse(
+            server_version=version, protocol_version=codec.PROTOCOL_VERSION,
+            ops=[pb.OpInfo(name=name, differentiable=op.differentiable)
+                 for name, op in sorted(engine.OPS.items())],
+            dtypes=list(codec.DTYPES), workers=o.workers, max_elements=o.max_elements,
+            max_request_bytes=o.max_inflight_bytes, max_inflight_requests=o.max_inflight,
+            max_inflight_bytes=o.max_inflight_bytes, chunk_bytes=codec.CHUNK_BYTES,
+            numpy_version=np.__version__)

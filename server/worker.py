@@ -1,0 +1,131 @@
+"""Worker process: runs jobs with the engine on tensors mapped from shared memory.
+
+Imports the engine and the standard library only (no gRPC, no protobuf): workers are spawned
+processes, and a heavy or fork-unsafe import here would be paid, or inherited, by every one of them.
+Protocol on the duplex pipe (front -> worker: pickled JobSpec, or b"" to exit; worker -> front):
+    ("ready", pid)
+    ("result", job_id, index, present)      # results[index] is final and written to the block
+    ("done", job_id, nodes, seconds)
+    ("error", job_id, error_type, message)  # error_type: an engine error class name, "MemoryError"
+                                            # or "internal"
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+import traceback
+from dataclasses import dataclass
+
+from gradserve.engine import Graph, Limits
+
+from .shm import map_block
+
+BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where one tensor lives in a job's block."""
+
+    id: int
+    offset: int
+    shape: tuple[int, ...]
+    dtype: str
+    kind: str = ""               # results only: "value" or "grad"
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    job_id: int
+    mode: str                    # "evaluate" or "backward"
+    graph: Graph
+    limits: Limits
+    block: str                   # shared-memory block name
+    block_size: int
+    inputs: tuple[Slot, ...]     # leaves
+    seeds: tuple[Slot, ...]      # seeds[i] pairs with roots[i]; empty: ones
+    outputs: tuple[int, ...]
+    roots: tuple[int, ...]
+    grads: tuple[int, ...]
+    results: tuple[Slot, ...]    # where each result is written, in the order the front expects
+
+
+def main(conn, cancel, name: str) -> None:
+    """Process entry point: serve jobs until the pipe closes or an empty message arrives."""
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            payload = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if not payload:
+            return
+        job: JobSpec = pickle.loads(payload)
+        conn.send(run(job, cancel, lambda *msg: conn.send(msg)))
+
+
+def run(job: JobSpec, cancel, send) -> tuple:
+    """Run one job; `send` reports each result; returns the final "done" or "error" message."""
+    import numpy as np
+    from gradserve import engine
+
+    started = time.perf_counter()
+    mm = map_block(job.block, job.block_size) if job.block_size else None
+    values = seeds = None
+    try:
+        def view(slot: Slot, writable: bool) -> np.ndarray:
+            dtype = np.dtype(slot.dtype).newbyteorder("<")
+            count = 1
+            for s in slot.shape:
+                count *= s
+            if count == 0:
+                return np.empty(slot.shape, dtype)
+            a = np.frombuffer(mm, dtype, count, slot.offset).reshape(slot.shape)
+            a.flags.writeable = writable
+            return a
+
+        def should_stop() -> bool:
+            return cancel.value == job.job_id
+
+        values = {s.id: view(s, False) for s in job.inputs}
+        plan = engine.plan(job.graph, job.limits)
+        index = {(s.kind, s.id): k for k, s in enumerate(job.results)}
+
+        def emit(kind: str, id_: int, array) -> None:
+            k = index.get((kind, id_))
+            if k is None:
+                return
+            if array is not None:
+                np.copyto(view(job.results[k], True), array, casting="same_kind")
+            send("result", job.job_id, k, array is not None)
+
+        if job.mode == "evaluate":
+            out = engine.evaluate(plan, values, list(job.outputs), should_stop=should_stop)
+            for id_ in job.outputs:
+                emit("value", id_, out[id_])
+            out = None
+        else:
+            if job.seeds:
+                seeds = {r: view(s, False) for r, s in zip(job.roots, job.seeds, strict=True)}
+            else:
+                seeds = {r: np.ones(plan.spec(r).shape, plan.spec(r).dtype) for r in job.roots}
+            for r in engine.backward(plan, values, list(job.roots), seeds, list(job.grads),
+                                     should_stop=should_stop):
+                emit(r.kind, r.id, r.array)
+                r = None
+        return ("done", job.job_id, len(job.graph.nodes), time.perf_counter() - started)
+    except engine.EngineError as e:
+        return ("error", job.job_id, type(e).__name__, str(e))
+    except MemoryError:
+        return ("error", job.job_id, "MemoryError", "the worker ran out of memory")
+    except Exception:
+        return ("error", job.job_id, "internal", traceback.format_exc())
+    finally:
+        values = seeds = None
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:
+                pass      # a view is still alive (e.g. in a traceback); unmapped when it goes
