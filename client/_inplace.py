@@ -74,12 +74,21 @@ def _scatter(base: TensorCore, v: _View, new: TensorCore, name: str | None) -> T
         inverse = tuple(int(i) for i in np.argsort(perm))
         return apply("permute", [new], {"dims": inverse}, name)
     if v.op == "getitem":
-        return apply("index_put", [base, new], {"index": v.attrs["index"]}, name)
+        return apply("index_put", [base, new], {"index": _region_index(v.attrs["index"], new)}, name)
     if v.op in ("split", "chunk", "unbind"):
         return apply("index_put", [base, new], {"index": _part_index(base, v)}, name)
     if v.op == "expand":
         raise RuntimeError(OVERLAP_ERROR)
     raise NotImplementedError(f"gradserve: writing through a {v.op} view is not supported")
+
+
+def _region_index(items: tuple, new: TensorCore) -> tuple:
+    """The index as a region of at least one dim: the engine's index_put writes through a NumPy
+    view, and indexing every dim with ints gives a scalar instead of a view."""
+    if new.dim() or not items or not isinstance(items[-1], int) or isinstance(items[-1], bool):
+        return items
+    k = items[-1]
+    return items[:-1] + (("slice", k, k + 1 if k != -1 else None, None),)
 
 
 def _permutation(op: str, attrs: dict, ndim: int) -> tuple[int, ...]:
