@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import numbers
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -688,6 +688,3 @@ TensorOps.absolute = TensorOps.abs
 TensorOps.fix = TensorOps.trunc
 TensorOps.arcsin, TensorOps.arccos, TensorOps.arctan = TensorOps.asin, TensorOps.acos, TensorOps.atan
 
-
-def _seq(x) -> Sequence:
-    return x if isinstance(x, (list, tuple)) else [x]
