@@ -30,7 +30,21 @@ def generate_protos() -> None:
     (DEST / "__init__.py").write_text('"""Generated protobuf and gRPC modules for gradserve.v1."""\n')
 
 
+# The importable package is `gradserve`; its pieces live in the fixed top-level folders.
+PACKAGE_DIRS = {"gradserve": "client", "gradserve.engine": "engine", "gradserve.server": "server"}
+
+
+def find_packages() -> list[str]:
+    """Every folder with an __init__.py below the mapped folders, as a dotted package name."""
+    packages = []
+    for package, folder in PACKAGE_DIRS.items():
+        for init in sorted((ROOT / folder).rglob("__init__.py")):
+            parts = init.parent.relative_to(ROOT / folder).parts
+            packages.append(".".join((package, *parts)))
+    return packages
+
+
 # Generated before setup() runs: setuptools checks that every package folder exists while it
 # prepares metadata, before any build command.
 generate_protos()
-setup()
+setup(package_dir=PACKAGE_DIRS, packages=find_packages())

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import gradserve
 import pytest
+
+import gradserve
 
 
 @pytest.fixture(autouse=True)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 import warnings
 
-import gradserve as torch
 import numpy as np
 import pytest
+
+import gradserve as torch
 from gradserve._autograd import ERR_BACKWARD_TWICE
 from gradserve._core import NON_LEAF_GRAD_WARNING
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pathlib
 import re
 
+import pytest
+
 import gradserve as torch
 import gradserve.nn.functional as F
-import pytest
 
 DATA = pathlib.Path(__file__).parent / "data"
 

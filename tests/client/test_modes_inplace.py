@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import threading
 
-import gradserve as torch
 import pytest
+
+import gradserve as torch
 
 
 def raises(exc, message):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import gradserve as torch
 import pytest
+
+import gradserve as torch
 from gradserve.engine import Graph
 
 

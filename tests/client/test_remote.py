@@ -8,10 +8,11 @@ import io
 import pathlib
 import re
 
-import gradserve
-import gradserve as torch
 import numpy as np
 import pytest
+
+import gradserve
+import gradserve as torch
 from gradserve._demo import TUTORIAL
 from gradserve._format import tensor_repr
 
@@ -125,6 +126,7 @@ def test_transport_errors_become_service_errors():
 
 def test_server_side_rejections_keep_code_and_details(remote):
     import grpc
+
     from gradserve.engine import Graph, Leaf, Node
 
     graph = Graph([Leaf(1, (2,), np.dtype("float32"))], [Node(2, "no_such_op", (1,), {})])
