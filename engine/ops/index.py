@@ -89,7 +89,8 @@ class IndexPlan:
             self.basic.append(slice(None))
             self.view_shape.append(shape[dim])
             dim += 1
-        self.basic_index = tuple(self.basic)
+        # The trailing Ellipsis keeps an all-int index a 0-dim view, not a NumPy scalar copy.
+        self.basic_index = (*self.basic, Ellipsis)
         self.shape = self._result_shape(tensors)
 
     def _result_shape(self, tensors: Sequence[TensorSpec]) -> tuple[int, ...]:
