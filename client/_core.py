@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, Sequence
 
 import numpy as np
+
 from gradserve import engine
 
 from . import _autograd, _dtypes, _graph

@@ -17,6 +17,7 @@ import uuid
 from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
+
 from gradserve import engine
 from gradserve.engine import Graph, Result
 
@@ -126,6 +127,7 @@ class RemoteExecutor:
                  timeout: float | None = None, retries: int = DEFAULT_RETRIES,
                  credentials=None) -> None:
         import grpc
+
         from gradserve.v1 import gradserve_pb2_grpc as pb_grpc
 
         self.target = target

@@ -12,6 +12,7 @@ import itertools
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+
 from gradserve import engine
 from gradserve.engine import Graph, Leaf, Node, TensorSpec
 

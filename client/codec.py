@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, MutableMapping, Sequence
 
 import numpy as np
+
 from gradserve.engine import Graph, Leaf, Node, Result
 from gradserve.v1 import gradserve_pb2 as pb
 
