@@ -109,6 +109,7 @@ class WorkerPool:
             job.state = "queued"
             self._queue.append(job)
             self._dispatch()
+            self._changed.notify_all()
 
     def cancel(self, job: Job, reason: Exception) -> None:
         """Stop `job` wherever it is; its RPC thread receives ("failed", reason)."""

@@ -1,0 +1,159 @@
+"""Malformed and oversized requests get the right status code, and the server keeps serving."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+from gradserve import codec
+from gradserve.engine import Graph, Leaf, Node
+from gradserve.v1 import gradserve_pb2 as pb
+from server_helpers import (
+    F32,
+    Background,
+    evaluate,
+    running,
+    stub_for,
+    tanh_chain,
+    tutorial_graph,
+    worker_running,
+)
+
+BIG = 300_000            # floats: the leaf spans two chunks
+
+
+def request(outputs=(2,), **graph_changes):
+    graph = Graph([Leaf(0, (BIG,), F32, True)],
+                  [Node(1, "tanh", (0,), {}), Node(2, "mul", (1, 0), {})])
+    values = {0: np.ones(BIG, np.float32)}
+    return list(codec.request_messages(graph=graph, values=values, outputs=outputs))
+
+
+def call(stub, messages, method="Evaluate"):
+    with pytest.raises(grpc.RpcError) as info:
+        list(codec.read_results(getattr(stub, method)(iter(messages), timeout=30)))
+    return info.value.code(), info.value.details()
+
+
+@pytest.fixture(autouse=True)
+def server_still_serves(stub):
+    yield
+    graph, values, seeds = tutorial_graph()
+    out, _ = evaluate(stub, graph, values, outputs=[3], timeout=10)
+    np.testing.assert_allclose(out[3], 3 * (values[0] + 2) ** 2)
+
+
+def test_truncated_chunk(stub):
+    messages = request()
+    messages[-1].chunk.data = messages[-1].chunk.data[:100]
+    code, details = call(stub, messages)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == f"tensor 0: stream ended after {codec.CHUNK_BYTES + 100} of {BIG * 4} bytes"
+
+
+def test_missing_chunk(stub):
+    code, details = call(stub, request()[:-1])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "tensor 0" in details
+
+
+def test_chunk_beyond_the_tensor(stub):
+    messages = request()
+    messages[-1].chunk.data += b"\0" * 8
+    code, details = call(stub, messages)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "outside" in details and "tensor 0" in details
+
+
+def test_wrong_byte_length(stub):
+    messages = request()
+    messages[1].graph.leaves[0].nbytes = 4
+    code, details = call(stub, messages)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("leaf 0: nbytes is 4")
+
+
+def test_unknown_dtype(stub):
+    messages = request()
+    messages[1].graph.leaves[0].dtype = "bfloat16"
+    code, details = call(stub, messages)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details == "leaf 0: unknown dtype 'bfloat16'"
+
+
+def test_no_header(stub):
+    code, details = call(stub, request()[1:])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "Header" in details
+
+
+def test_bad_graph_names_node_and_op(stub):
+    messages = request()
+    messages[1].graph.leaves.add(id=5, dtype="float32", shape=[3], nbytes=12)
+    messages[1].graph.nodes.add(id=6, op="add", inputs=[0, 5])
+    messages.append(pb.ComputeRequest(chunk=pb.Chunk(id=5, offset=0, data=b"\0" * 12)))
+    code, details = call(stub, messages)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.startswith("node 6 (add):") and "broadcast" in details
+
+
+def test_dangling_input_and_unknown_output(stub):
+    messages = request()
+    messages[1].graph.nodes.add(id=7, op="tanh", inputs=[42])
+    code, details = call(stub, messages)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("node 7 (tanh):")
+    code, details = call(stub, request(outputs=(99,)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "99" in details
+
+
+def test_unknown_op_is_unimplemented(stub):
+    messages = request()
+    messages[1].graph.nodes[0].op = "frobnicate"
+    code, details = call(stub, messages)
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+    assert details == "node 1 (frobnicate): unknown op 'frobnicate'"
+
+
+def test_root_without_grad_is_invalid(stub):
+    graph = Graph([Leaf(0, (2,), F32)], [Node(1, "exp", (0,), {})])
+    messages = codec.request_messages(graph=graph, values={0: np.ones(2, np.float32)}, roots=[1],
+                                      grads=[0])
+    code, details = call(stub, messages, "Backward")
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "root 1" in details
+
+
+def test_seed_of_the_wrong_shape(stub):
+    graph, values, _ = tutorial_graph()
+    messages = codec.request_messages(graph=graph, values=values, roots=[3], grads=[0],
+                                      seeds={3: np.ones(3, np.float32)})
+    code, details = call(stub, messages, "Backward")
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "seed for root 3" in details
+
+
+# ---------------------------------------------------------------------------------------------
+# limits
+
+
+def test_element_limit_is_resource_exhausted():
+    with running(workers=1, max_elements=1000) as srv:
+        code, details = call(stub_for(srv), request())
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "over the limit of 1000" in details
+        graph = Graph([Leaf(0, (100, 1), F32), Leaf(1, (1, 100), F32)], [Node(2, "mul", (0, 1), {})])
+        messages = codec.request_messages(graph=graph, outputs=[2], values={
+            0: np.ones((100, 1), np.float32), 1: np.ones((1, 100), np.float32)})
+        code, details = call(stub_for(srv), messages)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and details.startswith("node 2 (mul):")
+
+
+def test_inflight_bytes_limit_is_resource_exhausted():
+    with running(workers=1, max_inflight_bytes=2 * BIG * 4 - 1) as srv:
+        code, details = call(stub_for(srv), request())           # leaf + result > limit
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "over the limit" in details
+        out, _ = evaluate(stub_for(srv), *tutorial_graph()[:2], outputs=[3])   # small ones pass
+
+
+def test_inflight_requests_limit_is_resource_exhausted():
+    with running(workers=1, max_inflight=1) as srv:
+        stub = stub_for(srv)
+        graph, values, n = tanh_chain(2500)
+        busy = Background(stub.Evaluate, graph, values, outputs=[n], timeout=60)
+        worker_running(srv.pool, busy.request_id)
+        code, details = call(stub, request())
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "1 requests in flight" in details
+        busy.result()
+        evaluate(stub, *tutorial_graph()[:2], outputs=[3])          # admitted again
