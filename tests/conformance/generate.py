@@ -1,0 +1,1285 @@
+"""Seeded random program generator: records PyTorch's behaviour on small autograd programs.
+
+Run with the PyTorch venv (torch is never a project or CI dependency; the test replays the
+recorded cases with gradserve only):
+
+    /work/torchenv/bin/python tests/conformance/generate.py            # writes cases.json
+    /work/torchenv/bin/python tests/conformance/generate.py --count 500 --seed 0 --exclude TAGS
+
+Options:
+  --count N       number of programs (default 500)
+  --seed S        base seed (default 0); program i uses its own RNG seeded from (S, i)
+  --exclude TAGS  comma-separated feature tags the generator must not use. A tag names one op
+                  builder (see `BUILDERS`, e.g. "cross_entropy.label_smoothing") or an error
+                  program kind (see `ERRORS`, e.g. "error.int_requires_grad"). Use it only for a
+                  client bug that is recorded in /work/findings-client.md; the tags excluded from
+                  the committed cases.json are stored in its "exclude" field. Default: DEFAULT_EXCLUDE.
+  --out PATH      output file (default: cases.json beside this script)
+
+Each program is Python source run with `torch` bound to either torch or gradserve and `F` to its
+`nn.functional`. The generator builds it step by step against live PyTorch values, so it can keep
+data away from kinks, ties and domain edges (a discarded step leaves no trace in the source),
+except in "edge" programs whose exactly representable data tests the tie/kink conventions on
+purpose. A repr is only recorded when it is robust: unchanged when every value moves by a few
+float32 ulps (or the program is exact), so the exact-string comparison tests formatting, not
+rounding noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import harness  # noqa: E402
+
+F = torch.nn.functional
+
+# Tags excluded from the committed cases.json (client bugs listed in /work/findings-client.md).
+DEFAULT_EXCLUDE: tuple[str, ...] = ()
+
+MAX_NUMEL = 48
+MARGIN = 1e-3          # distance kept from kinks, ties, domain edges and rounding points
+REL_NOISE32 = 4e-6     # relative perturbation (~32 float32 ulps) a printed repr must survive
+REL_NOISE64 = 1e-11
+
+
+class Skip(Exception):
+    """The chosen op does not fit the current values; the generator tries another one."""
+
+
+def need(cond) -> None:
+    if not bool(cond):
+        raise Skip
+
+
+def away(t: torch.Tensor, point, margin: float = MARGIN) -> bool:
+    t = t.detach().double()
+    if torch.is_tensor(point):
+        point = point.detach().double()
+    return bool(((t - point).abs() > margin).all())
+
+
+def gap_ok(t: torch.Tensor, dim=None, margin: float = MARGIN) -> bool:
+    """The largest and the smallest entries (along `dim`, or overall) are unique by a margin."""
+    t = t.detach().double()
+    if t.numel() == 0:
+        return False
+    if dim is None:
+        t = t.reshape(-1)
+        dim = 0
+    if t.dim() == 0 or t.shape[dim] < 2:
+        return True
+    s, _ = t.sort(dim=dim)
+    n = s.shape[dim]
+    lo = s.narrow(dim, 1, 1) - s.narrow(dim, 0, 1)
+    hi = s.narrow(dim, n - 1, 1) - s.narrow(dim, n - 2, 1)
+    return bool((lo > margin).all() and (hi > margin).all())
+
+
+def fmt(v: float) -> str:
+    r = repr(float(v))
+    return r[:-2] + "." if r.endswith(".0") else r
+
+
+def literal(values, shape) -> str:
+    """A nested Python list literal of `values` (flat) with `shape`."""
+    if not shape:
+        return values[0]
+    step = len(values) // shape[0] if shape[0] else 0
+    parts = [literal(values[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+    return "[" + ", ".join(parts) + "]"
+
+
+def numel(shape) -> int:
+    return math.prod(shape)
+
+
+class Program:
+    """One program under construction: source lines plus the live PyTorch namespace."""
+
+    def __init__(self, rng: random.Random, mode: str, exclude: set[str]) -> None:
+        self.rng = rng
+        self.mode = mode                  # "normal" | "edge" | "error"
+        self.exclude = exclude
+        self.lines: list[str] = []
+        self.ns: dict = {"torch": torch, "F": F}
+        self.names: list[str] = []        # every recorded variable, in order
+        self.leaves: list[str] = []       # tensors created by the program with requires_grad=True
+        self.used: set[str] = set()
+        self.counter = 0
+        self.float64_only = True
+        self.tags: set[str] = set()
+        self.retained: str | None = None
+
+    # ----- bookkeeping --------------------------------------------------------------------
+
+    def val(self, name: str):
+        return self.ns[name]
+
+    def fresh(self) -> str:
+        self.counter += 1
+        return f"t{self.counter}"
+
+    def snapshot(self):
+        return (len(self.lines), len(self.names), len(self.leaves), self.counter, set(self.used),
+                self.float64_only)
+
+    def rollback(self, snap) -> None:
+        nl, nn_, nleaf, counter, used, f64 = snap
+        for name in self.names[nn_:]:
+            self.ns.pop(name, None)
+        del self.lines[nl:], self.names[nn_:], self.leaves[nleaf:]
+        self.counter, self.used, self.float64_only = counter, used, f64
+
+    def emit(self, expr: str, uses=(), check: Callable | None = None) -> str:
+        """Assign `expr` to a new variable; Skip (after undoing it) if it fails or looks unsafe."""
+        name = self.fresh()
+        line = f"{name} = {expr}"
+        try:
+            exec(line, self.ns)
+        except Exception:
+            self.counter -= 1
+            self.ns.pop(name, None)
+            raise Skip
+        value = self.ns[name]
+        if torch.is_tensor(value):
+            ok = value.numel() <= MAX_NUMEL and value.dim() <= 4
+            if ok and value.is_floating_point():
+                if value.dtype != torch.float64:
+                    self.float64_only = False
+                finite = bool(torch.isfinite(value).all())
+                ok = finite and (value.numel() == 0 or float(value.detach().abs().max()) < 1e4)
+            if ok and check is not None:
+                ok = bool(check(value))
+            if not ok:
+                self.counter -= 1
+                del self.ns[name]
+                raise Skip
+        self.lines.append(line)
+        self.names.append(name)
+        self.used.update(uses)
+        return name
+
+    def stmt(self, line: str) -> None:
+        exec(line, self.ns)
+        self.lines.append(line)
+
+    # ----- data ---------------------------------------------------------------------------
+
+    def random_shape(self, max_ndim: int = 3) -> tuple[int, ...]:
+        ndim = self.rng.choices(range(max_ndim + 1), weights=[1, 3, 4, 2][:max_ndim + 1])[0]
+        while True:
+            shape = tuple(self.rng.choice([1, 2, 2, 3, 3, 4]) for _ in range(ndim))
+            if numel(shape) <= 24:
+                return shape
+
+    def float_values(self, n: int, low: float = -2.0, high: float = 2.0) -> list[str]:
+        if self.mode == "edge":
+            return [fmt(self.rng.randint(int(low * 2), int(high * 2)) / 2) for _ in range(n)]
+        return [fmt(round(self.rng.uniform(low, high), 3)) for _ in range(n)]
+
+    def leaf(self, shape, dtype: str = "float32", requires_grad: bool = True, low: float = -2.0,
+             high: float = 2.0, values: list[str] | None = None) -> str:
+        n = numel(shape)
+        if dtype in ("float32", "float64"):
+            vals = values or self.float_values(n, low, high)
+        elif dtype == "int64":
+            vals = values or [str(self.rng.randint(int(low), int(high))) for _ in range(n)]
+        else:
+            vals = values or [self.rng.choice(["True", "False"]) for _ in range(n)]
+        args = [literal(vals, tuple(shape))]
+        if dtype == "float64":
+            args.append("dtype=torch.float64")
+        if requires_grad:
+            args.append("requires_grad=True")
+        name = self.emit(f"torch.tensor({', '.join(args)})")
+        if requires_grad:
+            self.leaves.append(name)
+        return name
+
+    def float_vars(self, grad_only: bool = False) -> list[str]:
+        out = []
+        for n in self.names:
+            v = self.ns.get(n)
+            if torch.is_tensor(v) and v.is_floating_point() and (v.requires_grad or not grad_only):
+                out.append(n)
+        return out
+
+    def partner_shape(self, shape) -> tuple[int, ...]:
+        """A shape that broadcasts with `shape` (the result stays within MAX_NUMEL)."""
+        r = self.rng.random()
+        if r < 0.35 or not shape:
+            if not shape and r < 0.3:
+                return self.random_shape(2)
+            return tuple(shape)
+        if r < 0.55:
+            return tuple(shape[self.rng.randint(1, len(shape)):])
+        if r < 0.8:
+            return tuple(1 if self.rng.random() < 0.5 else s for s in shape)
+        if r < 0.9 and numel(shape) * 3 <= MAX_NUMEL and len(shape) < 4:
+            return (self.rng.choice([2, 3]),) + tuple(1 if self.rng.random() < 0.3 else s for s in shape)
+        return ()
+
+    def partner(self, x: str, allow_int: bool = True, allow_bool: bool = False, low=-2.0, high=2.0) -> str:
+        """An existing variable or a new leaf that broadcasts with `x` (fan-out or a fresh input)."""
+        xv = self.val(x)
+        if self.rng.random() < 0.3:
+            candidates = [n for n in self.float_vars() if n != x and _broadcasts(self.val(n).shape, xv.shape)
+                          and numel(torch.broadcast_shapes(self.val(n).shape, xv.shape)) <= MAX_NUMEL]
+            if candidates:
+                return self.rng.choice(candidates)
+        shape = self.partner_shape(tuple(xv.shape))
+        r = self.rng.random()
+        if allow_int and r < 0.07 and self.mode != "edge":
+            return self.leaf(shape, "int64", False, -3, 3)
+        if allow_bool and r < 0.12:
+            return self.leaf(shape, "bool", False)
+        dtype = "float64" if (xv.dtype == torch.float64) != (self.rng.random() < 0.12) else "float32"
+        return self.leaf(shape, dtype, self.rng.random() < 0.75, low, high)
+
+
+def _broadcasts(a, b) -> bool:
+    try:
+        torch.broadcast_shapes(a, b)
+        return True
+    except RuntimeError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Op builders: builder(p, x) -> new variable name (or raise Skip). `x` is a float tensor variable.
+
+BUILDERS: dict[str, tuple[float, Callable]] = {}
+EDGE_SAFE: set[str] = set()
+
+
+def builder(tag: str, weight: float = 1.0, edge: bool = False):
+    def deco(fn):
+        BUILDERS[tag] = (weight, fn)
+        if edge:
+            EDGE_SAFE.add(tag)
+        return fn
+    return deco
+
+
+@builder("arith.binary", 4, edge=True)
+def _arith(p: Program, x: str) -> str:
+    op = p.rng.choice(["+", "-", "*", "/"] if p.mode != "edge" else ["+", "-", "*"])
+    y = p.partner(x, allow_bool=op in "*+")
+    if op == "/":
+        need(away(p.val(y), 0, 0.2))
+    a, b = (x, y) if p.rng.random() < 0.7 else (y, x)
+    if op == "/" and b == x:
+        need(away(p.val(x), 0, 0.2))
+    form = p.rng.random()
+    if form < 0.6:
+        expr = f"{a} {op} {b}"
+    else:
+        name = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[op]
+        alpha = p.rng.choice(["", ", alpha=2", ", alpha=0.5"]) if op in "+-" else ""
+        expr = (f"{a}.{name}({b}{alpha})" if form < 0.8 else f"torch.{name}({a}, {b}{alpha})")
+    return p.emit(expr, (x, y))
+
+
+@builder("arith.scalar", 4, edge=True)
+def _arith_scalar(p: Program, x: str) -> str:
+    s = p.rng.choice(["2", "3", "0.5", "1.5", "-2.5", "-1"])
+    xv = p.val(x)
+    forms = [f"{x} + {s}", f"{s} + {x}", f"{x} - {s}", f"{s} - {x}", f"{x} * {s}", f"{s} * {x}",
+             f"{x}.add({s})", f"torch.rsub({x}, {s})", f"-{x}", f"{x}.neg()", f"torch.add({x}, {s})"]
+    if p.mode != "edge":
+        forms += [f"{x} / {s}"]
+        if away(xv, 0, 0.2):
+            forms += [f"{s} / {x}"]
+    return p.emit(p.rng.choice(forms), (x,))
+
+
+@builder("pow", 2)
+def _pow(p: Program, x: str) -> str:
+    xv = p.val(x)
+    forms = [f"{x} ** 2", f"{x}.square()", f"torch.pow({x}, 3)", f"{x}.pow(2)", f"2 ** {x}",
+             f"torch.pow(2, {x})", f"0.5 ** {x}"]
+    if away(xv, 0, 0.2):
+        forms += [f"{x} ** -1", f"{x}.pow(-2)"]
+    if bool((xv > 0.05).all()):
+        forms += [f"{x} ** 0.5", f"{x} ** 1.5", f"{x}.pow(-0.5)"]
+        y = p.partner(x, allow_int=False, low=-1.5, high=1.5)
+        forms += [f"{x} ** {y}", f"{x}.pow({y})", f"torch.pow({x}, {y})"]
+        expr = p.rng.choice(forms)
+        return p.emit(expr, (x, y) if y in expr else (x,))
+    return p.emit(p.rng.choice(forms), (x,))
+
+
+@builder("pow.zero_exponent", 0.2, edge=True)
+def _pow0(p: Program, x: str) -> str:
+    return p.emit(f"{x} ** 0", (x,))
+
+
+UNARY_DOMAIN: dict[str, Callable] = {
+    "exp": lambda t: bool((t < 4).all()),
+    "expm1": lambda t: bool((t < 4).all()),
+    "log": lambda t: bool((t > 0.05).all()),
+    "log2": lambda t: bool((t > 0.05).all()),
+    "log10": lambda t: bool((t > 0.05).all()),
+    "log1p": lambda t: bool((t > -0.9).all()),
+    "sqrt": lambda t: bool((t > 0.05).all()),
+    "rsqrt": lambda t: bool((t > 0.05).all()),
+    "reciprocal": lambda t: away(t, 0, 0.2),
+    "sin": lambda t: True,
+    "cos": lambda t: True,
+    "tan": lambda t: bool((t.abs() < 1.2).all()),
+    "tanh": lambda t: True,
+    "sigmoid": lambda t: True,
+    "abs": lambda t: away(t, 0),
+    "sign": lambda t: away(t, 0),
+    "floor": lambda t: away(t, torch.round(t)),
+    "ceil": lambda t: away(t, torch.round(t)),
+    "trunc": lambda t: away(t, torch.round(t)),
+    "round": lambda t: away(t, torch.floor(t) + 0.5),
+}
+EDGE_UNARY = ["abs", "sign", "floor", "ceil", "trunc", "round", "neg"]
+
+
+@builder("unary", 5, edge=True)
+def _unary(p: Program, x: str) -> str:
+    xv = p.val(x).detach()
+    if p.mode == "edge":
+        op = p.rng.choice(EDGE_UNARY)
+    else:
+        ops = [op for op, ok in UNARY_DOMAIN.items() if ok(xv)]
+        need(ops)
+        op = p.rng.choice(ops)
+    form = p.rng.random()
+    expr = f"{x}.{op}()" if form < 0.6 else f"torch.{op}({x})"
+    return p.emit(expr, (x,))
+
+
+@builder("unary.shifted", 1.5)
+def _unary_shifted(p: Program, x: str) -> str:
+    # a positive argument built inline, so log/sqrt appear on any data
+    op = p.rng.choice(["log", "sqrt", "rsqrt", "log2", "log1p"])
+    return p.emit(f"({x}.abs() + 0.5).{op}()", (x,))
+
+
+@builder("relu", 2, edge=True)
+def _relu(p: Program, x: str) -> str:
+    if p.mode != "edge":
+        need(away(p.val(x), 0))
+    return p.emit(p.rng.choice([f"{x}.relu()", f"torch.relu({x})", f"F.relu({x})"]), (x,))
+
+
+@builder("clamp", 2, edge=True)
+def _clamp(p: Program, x: str) -> str:
+    if p.mode == "edge":
+        lo, hi = -1.0, 1.0
+    else:
+        lo = round(p.rng.uniform(-1.5, 0.2), 2)
+        hi = round(lo + p.rng.uniform(0.3, 2.0), 2)
+        need(away(p.val(x), lo) and away(p.val(x), hi))
+    forms = [f"{x}.clamp({fmt(lo)}, {fmt(hi)})", f"torch.clamp({x}, min={fmt(lo)})",
+             f"{x}.clamp(max={fmt(hi)})", f"{x}.clamp_min({fmt(lo)})", f"{x}.clamp_max({fmt(hi)})",
+             f"{x}.clip({fmt(lo)}, {fmt(hi)})", f"torch.clamp({x}, {fmt(lo)}, {fmt(hi)})"]
+    return p.emit(p.rng.choice(forms), (x,))
+
+
+@builder("clamp.tensor", 0.7, edge=True)
+def _clamp_tensor(p: Program, x: str) -> str:
+    b = p.partner(x, allow_int=False)
+    if p.mode != "edge":
+        need(away(p.val(x), p.val(b)))
+    kw = p.rng.choice(["min", "max"])
+    return p.emit(f"{x}.clamp({kw}={b})", (x, b))
+
+
+@builder("maximum", 1.5, edge=True)
+def _maximum(p: Program, x: str) -> str:
+    y = p.partner(x, allow_int=False)
+    if p.mode != "edge":
+        need(away(p.val(x), p.val(y)))
+    fn = p.rng.choice(["maximum", "minimum"])
+    expr = p.rng.choice([f"torch.{fn}({x}, {y})", f"{x}.{fn}({y})"])
+    return p.emit(expr, (x, y))
+
+
+@builder("where", 2, edge=True)
+def _where(p: Program, x: str) -> str:
+    xv = p.val(x)
+    c = 0.0 if p.mode == "edge" else round(p.rng.uniform(-1, 1), 2)
+    if p.mode != "edge":
+        need(away(xv, c))
+    cmp = p.rng.choice([">", "<", ">=", "<="])
+    cond = f"{x} {cmp} {fmt(c)}"
+    r = p.rng.random()
+    if r < 0.4:
+        y = p.partner(x, allow_int=False)
+        expr = f"torch.where({cond}, {x}, {y})"
+        return p.emit(expr, (x, y))
+    if r < 0.6:
+        return p.emit(f"torch.where({cond}, {x}, {p.rng.choice(['0.0', '1.5', '-1.0'])})", (x,))
+    if r < 0.7:
+        return p.emit(f"torch.where({cond}, 0.5, {x})", (x,))
+    mask = p.emit(f"{cond}", (x,))
+    y = p.partner(x, allow_int=False)
+    return p.emit(p.rng.choice([f"torch.where({mask}, {y}, {x})", f"{x}.where({mask}, {y})"]), (x, y, mask))
+
+
+def _dim(p: Program, t) -> int:
+    need(t.dim() > 0)
+    d = p.rng.randrange(t.dim())
+    return d - t.dim() if p.rng.random() < 0.3 else d
+
+
+@builder("reduce.sum_mean", 4, edge=True)
+def _sum_mean(p: Program, x: str) -> str:
+    t = p.val(x)
+    fn = p.rng.choice(["sum", "mean"]) if p.mode != "edge" else "sum"
+    r = p.rng.random()
+    if r < 0.2 or t.dim() == 0:
+        expr = p.rng.choice([f"{x}.{fn}()", f"torch.{fn}({x})"])
+    elif r < 0.55:
+        expr = f"{x}.{fn}({_dim(p, t)})"
+    elif r < 0.8:
+        expr = f"{x}.{fn}(dim={_dim(p, t)}, keepdim=True)"
+    elif t.dim() >= 2:
+        dims = sorted(p.rng.sample(range(t.dim()), 2))
+        expr = f"{x}.{fn}(({dims[0]}, {dims[1]}))"
+    else:
+        expr = f"torch.{fn}({x}, dim={_dim(p, t)})"
+    return p.emit(expr, (x,))
+
+
+@builder("reduce.max_min", 1.5, edge=True)
+def _max_all(p: Program, x: str) -> str:
+    t = p.val(x)
+    if p.mode != "edge":
+        need(gap_ok(t))
+    fn = p.rng.choice(["max", "min", "amax", "amin"])
+    if fn in ("amax", "amin") and t.dim() > 0 and p.rng.random() < 0.6:
+        d = _dim(p, t)
+        if p.mode != "edge":
+            need(gap_ok(t, d))
+        return p.emit(f"{x}.{fn}({d}{p.rng.choice(['', ', keepdim=True'])})", (x,))
+    return p.emit(p.rng.choice([f"{x}.{fn}()", f"torch.{fn}({x})"]), (x,))
+
+
+@builder("reduce.max_dim", 1.5, edge=True)
+def _max_dim(p: Program, x: str) -> str:
+    t = p.val(x)
+    d = _dim(p, t)
+    if p.mode != "edge":
+        need(gap_ok(t, d))
+    fn = p.rng.choice(["max", "min"])
+    keep = p.rng.choice(["", ", keepdim=True"])
+    res = p.emit(p.rng.choice([f"{x}.{fn}(dim={d}{keep})", f"torch.{fn}({x}, {d}{keep})"]), (x,))
+    if p.rng.random() < 0.3:
+        p.emit(f"{res}.indices", ())
+    return p.emit(p.rng.choice([f"{res}.values", f"{res}[0]"]), (x,))
+
+
+@builder("reduce.prod", 0.5)
+def _prod(p: Program, x: str) -> str:
+    t = p.val(x)
+    need(t.numel() <= 8 and away(t, 0, 0.1))
+    if t.dim() > 0 and p.rng.random() < 0.5:
+        return p.emit(f"{x}.prod({_dim(p, t)})", (x,))
+    return p.emit(f"{x}.prod()", (x,))
+
+
+@builder("reduce.var_std", 2)
+def _var(p: Program, x: str) -> str:
+    t = p.val(x)
+    fn = p.rng.choice(["var", "std"])
+    r = p.rng.random()
+    if r < 0.3 or t.dim() == 0:
+        need(t.numel() >= 2)
+        sub = t
+        arg = p.rng.choice(["", "unbiased=False", "correction=0"])
+    else:
+        d = _dim(p, t)
+        need(t.shape[d] >= 2)
+        sub = t
+        arg = p.rng.choice([f"{d}", f"dim={d}, keepdim=True", f"{d}, unbiased=False",
+                            f"dim={d}, correction=0"])
+    if fn == "std":
+        need(float(sub.detach().std()) > 0.05)
+    return p.emit(f"{x}.{fn}({arg})", (x,))
+
+
+@builder("reduce.logsumexp", 1)
+def _logsumexp(p: Program, x: str) -> str:
+    t = p.val(x)
+    d = _dim(p, t)
+    return p.emit(p.rng.choice([f"{x}.logsumexp({d})", f"torch.logsumexp({x}, dim={d}, keepdim=True)"]), (x,))
+
+
+@builder("reduce.norm", 1)
+def _norm(p: Program, x: str) -> str:
+    t = p.val(x)
+    need(float(t.detach().abs().sum()) > 0.1)
+    forms = [f"{x}.norm()", f"torch.norm({x})"]
+    if t.dim() > 0:
+        forms.append(f"{x}.norm(dim={_dim(p, t)})")
+        forms.append(f"{x}.norm(2, {_dim(p, t)}, keepdim=True)")
+    if away(t, 0):
+        forms.append(f"{x}.norm(p=1)")
+    return p.emit(p.rng.choice(forms), (x,))
+
+
+@builder("matmul", 3)
+def _matmul(p: Program, x: str) -> str:
+    t = p.val(x)
+    nd = t.dim()
+    need(nd >= 1)
+    dt = "float64" if t.dtype == torch.float64 else "float32"
+    k = p.rng.choice([1, 2, 3])
+
+    def mat(shape):
+        return p.leaf(shape, dt, p.rng.random() < 0.8, -1, 1)
+    if nd == 1:
+        n = t.shape[0]
+        r = p.rng.random()
+        if r < 0.25:
+            w = mat((n, k))
+            return p.emit(p.rng.choice([f"{x} @ {w}", f"torch.matmul({x}, {w})"]), (x, w))
+        if r < 0.5:
+            v = mat((n,))
+            return p.emit(p.rng.choice([f"{x} @ {v}", f"torch.dot({x}, {v})", f"{x}.dot({v})"]), (x, v))
+        if r < 0.75:
+            m = mat((k, n))
+            return p.emit(p.rng.choice([f"{m} @ {x}", f"torch.mv({m}, {x})", f"{m}.mv({x})"]), (x, m))
+        need(n * k <= MAX_NUMEL)
+        v = mat((k,))
+        return p.emit(p.rng.choice([f"torch.outer({x}, {v})", f"{x}.outer({v})"]), (x, v))
+    if nd == 2:
+        m, n = t.shape
+        r = p.rng.random()
+        if r < 0.35:
+            w = mat((n, k))
+            return p.emit(p.rng.choice([f"{x} @ {w}", f"{x}.mm({w})", f"torch.mm({x}, {w})"]), (x, w))
+        if r < 0.55:
+            v = mat((n,))
+            return p.emit(p.rng.choice([f"{x} @ {v}", f"{x}.mv({v})"]), (x, v))
+        if r < 0.8:
+            w = mat((k, n))
+            if p.rng.random() < 0.6:
+                b = mat((k,))
+                return p.emit(f"F.linear({x}, {w}, {b})", (x, w, b))
+            return p.emit(f"F.linear({x}, {w})", (x, w))
+        bsz = p.rng.choice([1, 2])
+        w = mat((bsz, n, k))
+        return p.emit(f"{x} @ {w}", (x, w))
+    b = t.shape[:-2]
+    n = t.shape[-1]
+    r = p.rng.random()
+    if r < 0.4:
+        w = mat((n, k))
+        return p.emit(p.rng.choice([f"{x} @ {w}", f"torch.matmul({x}, {w})"]), (x, w))
+    if r < 0.8 and nd == 3:
+        w = mat((b[0], n, k))
+        return p.emit(p.rng.choice([f"{x} @ {w}", f"torch.bmm({x}, {w})", f"{x}.bmm({w})"]), (x, w))
+    if r < 0.9:
+        v = mat((n,))
+        return p.emit(f"{x} @ {v}", (x, v))
+    w = mat((k, n))
+    return p.emit(f"F.linear({x}, {w}, {mat((k,))})", (x, w))
+
+
+def _factor_shape(p: Program, n: int) -> tuple[int, ...]:
+    if n == 0:
+        return (0,)
+    divs = [d for d in range(1, n + 1) if n % d == 0]
+    a = p.rng.choice(divs)
+    rest = n // a
+    if p.rng.random() < 0.5:
+        b = p.rng.choice([d for d in range(1, rest + 1) if rest % d == 0])
+        return (a, b, rest // b)
+    return (a, rest)
+
+
+@builder("view", 5)
+def _view(p: Program, x: str) -> str:
+    t = p.val(x)
+    nd = t.dim()
+    r = p.rng.random()
+    if r < 0.2:
+        shape = _factor_shape(p, t.numel())
+        if p.rng.random() < 0.3:
+            i = p.rng.randrange(len(shape))
+            shape = tuple(-1 if j == i else s for j, s in enumerate(shape))
+        fn = p.rng.choice(["reshape", "view", "reshape"])
+        return p.emit(f"{x}.{fn}({', '.join(map(str, shape))})", (x,))
+    if r < 0.28:
+        return p.emit(p.rng.choice([f"{x}.reshape(-1)", f"{x}.view(-1)", f"{x}.flatten()",
+                                    f"torch.flatten({x})"]), (x,))
+    if r < 0.45 and nd >= 2:
+        d0, d1 = p.rng.sample(range(nd), 2)
+        return p.emit(p.rng.choice([f"{x}.transpose({d0}, {d1})", f"torch.transpose({x}, {d0}, {d1})",
+                                    f"{x}.permute({', '.join(map(str, p.rng.sample(range(nd), nd)))})",
+                                    f"{x}.t()" if nd == 2 else f"{x}.mT",
+                                    f"{x}.T" if nd == 2 else f"{x}.mT"]),
+                      (x,))
+    if r < 0.6:
+        if 1 in t.shape and p.rng.random() < 0.7:
+            d = [i for i, s in enumerate(t.shape) if s == 1][0]
+            return p.emit(p.rng.choice([f"{x}.squeeze()", f"{x}.squeeze({d})", f"torch.squeeze({x}, {d})"]),
+                          (x,))
+        d = p.rng.randint(-nd - 1, nd)
+        return p.emit(p.rng.choice([f"{x}.unsqueeze({d})", f"torch.unsqueeze({x}, {d})", f"{x}[None]",
+                                    f"{x}[..., None]"]), (x,))
+    if r < 0.75:
+        need(t.numel() * 3 <= MAX_NUMEL and nd < 4)
+        n = p.rng.choice([2, 3])
+        shape = tuple(p.rng.choice([2, 3]) if s == 1 else s for s in t.shape)
+        if p.rng.random() < 0.5:
+            return p.emit(f"{x}.expand({', '.join(map(str, (n,) + shape))})", (x,))
+        return p.emit(f"{x}.expand({', '.join(map(str, shape or (n,)))})" if shape else
+                      f"{x}.expand({n})", (x,))
+    if r < 0.85 and nd >= 2:
+        # a non-contiguous tensor reshaped (UnsafeViewBackward0) or made contiguous (CloneBackward0)
+        return p.emit(p.rng.choice([f"{x}.transpose(0, 1).reshape(-1)", f"{x}.transpose(0, 1).contiguous()",
+                                    f"{x}.transpose(0, 1).flatten()"]), (x,))
+    return p.emit(p.rng.choice([f"{x}.clone()", f"{x}.contiguous()", f"{x}.view_as({x})"]), (x,))
+
+
+@builder("join", 2.5)
+def _join(p: Program, x: str) -> str:
+    t = p.val(x)
+    nd = t.dim()
+    r = p.rng.random()
+    dt = "float64" if t.dtype == torch.float64 else "float32"
+    if r < 0.45:
+        need(nd >= 1 and t.numel() * 2 <= MAX_NUMEL)
+        d = _dim(p, t)
+        shape = list(t.shape)
+        shape[d] = p.rng.choice([1, 2])
+        y = p.leaf(tuple(shape), dt, p.rng.random() < 0.7) if p.rng.random() < 0.6 else None
+        other = y if y is not None else f"{x} * 2"
+        if y is None:
+            shape[d] = t.shape[d]
+        lst = [x, other] if p.rng.random() < 0.7 else [other, x]
+        return p.emit(f"torch.cat([{', '.join(lst)}], {'dim=' if p.rng.random() < 0.5 else ''}{d})",
+                      (x,) + ((y,) if y else ()))
+    need(t.numel() * 2 <= MAX_NUMEL)
+    d = p.rng.randint(-nd - 1, nd)
+    y = p.leaf(tuple(t.shape), dt, p.rng.random() < 0.7) if p.rng.random() < 0.6 else None
+    other = y if y is not None else f"{x}.exp()" if bool((t < 4).all()) else f"-{x}"
+    return p.emit(f"torch.stack([{x}, {other}], dim={d})", (x,) + ((y,) if y else ()))
+
+
+@builder("split", 2)
+def _split(p: Program, x: str) -> str:
+    t = p.val(x)
+    d = _dim(p, t)
+    n = t.shape[d]
+    need(n >= 2)
+    r = p.rng.random()
+    if r < 0.3:
+        k = p.rng.randint(1, n - 1)
+        parts = -(-n // k)
+        return p.emit(f"{x}.split({k}, {d})[{p.rng.randrange(parts)}]", (x,))
+    if r < 0.45:
+        a = p.rng.randint(1, n - 1)
+        return p.emit(f"{x}.split([{a}, {n - a}], dim={d})[{p.rng.randrange(2)}]", (x,))
+    if r < 0.7:
+        c = p.rng.randint(2, n)
+        step = -(-n // c)
+        parts = -(-n // step)
+        return p.emit(p.rng.choice([f"{x}.chunk({c}, {d})[{p.rng.randrange(parts)}]",
+                                    f"torch.chunk({x}, {c}, dim={d})[{p.rng.randrange(parts)}]"]), (x,))
+    if r < 0.85:
+        return p.emit(p.rng.choice([f"{x}.unbind({d})[{p.rng.randrange(n)}]",
+                                    f"torch.unbind({x}, {d})[{p.rng.randrange(n)}]"]), (x,))
+    reps = tuple(p.rng.choice([1, 2]) for _ in range(max(t.dim(), 1) + p.rng.choice([0, 0, 1])))
+    need(t.numel() * math.prod(reps) <= MAX_NUMEL)
+    return p.emit(f"{x}.repeat({', '.join(map(str, reps))})", (x,))
+
+
+@builder("index.basic", 4)
+def _index_basic(p: Program, x: str) -> str:
+    t = p.val(x)
+    need(t.dim() >= 1)
+    n0 = t.shape[0]
+    forms = [f"{x}[{p.rng.randrange(-n0, n0)}]", f"{x}[{p.rng.randrange(n0)}:]", f"{x}[::2]", f"{x}[1::2]",
+             f"{x}[:{max(1, n0 - 1)}]", f"{x}[None]", f"{x}[..., {p.rng.randrange(t.shape[-1])}]",
+             f"{x}[...]" if t.dim() > 1 else f"{x}[:]"]
+    if t.dim() >= 2:
+        n1 = t.shape[1]
+        forms += [f"{x}[:, {p.rng.randrange(n1)}]", f"{x}[{p.rng.randrange(n0)}, {p.rng.randrange(n1)}]",
+                  f"{x}[:, ::2]", f"{x}[{p.rng.randrange(n0)}][{p.rng.randrange(n1)}]", f"{x}[:, None, 1:]",
+                  f"{x}[..., None, :]", f"{x}[-1, ...]"]
+    return p.emit(p.rng.choice(forms), (x,))
+
+
+@builder("index.advanced", 3)
+def _index_adv(p: Program, x: str) -> str:
+    t = p.val(x)
+    need(t.dim() >= 1)
+    n0 = t.shape[0]
+    r = p.rng.random()
+    if r < 0.25:
+        idx = [p.rng.randrange(n0) for _ in range(p.rng.randint(1, 4))]
+        return p.emit(f"{x}[{idx}]", (x,))
+    if r < 0.45:
+        shape = p.rng.choice([(2,), (3,), (2, 2), ()])
+        ix = p.leaf(shape, "int64", False, 0, n0 - 1)
+        return p.emit(f"{x}[{ix}]", (x, ix))
+    if r < 0.7:
+        c = round(p.rng.uniform(-1, 1), 2)
+        need(away(t, c) and bool((t > c).any()))
+        return p.emit(p.rng.choice([f"{x}[{x} > {fmt(c)}]", f"{x}[{x}.abs() > {fmt(abs(c))}]"]), (x,))
+    if r < 0.85 and t.dim() >= 2:
+        idx = [p.rng.randrange(t.shape[1]) for _ in range(p.rng.randint(1, 3))]
+        second = f"{x}[..., {idx}]" if t.dim() == 2 else f"{x}[0, {idx}]"
+        return p.emit(p.rng.choice([f"{x}[:, {idx}]", second]), (x,))
+    mask = p.leaf(tuple(t.shape), "bool", False)
+    need(bool(p.val(mask).any()))
+    return p.emit(f"{x}[{mask}]", (x, mask))
+
+
+@builder("index.gather", 2.5)
+def _gather(p: Program, x: str) -> str:
+    t = p.val(x)
+    need(t.dim() >= 1)
+    d = _dim(p, t)
+    n = t.shape[d]
+    r = p.rng.random()
+    if r < 0.4:
+        shape = list(t.shape)
+        shape[d] = p.rng.choice([1, 2, 3])
+        ix = p.leaf(tuple(shape), "int64", False, 0, n - 1)
+        return p.emit(p.rng.choice([f"{x}.gather({d}, {ix})", f"torch.gather({x}, {d}, {ix})"]), (x, ix))
+    if r < 0.7:
+        ix = p.leaf((p.rng.choice([1, 2, 3]),), "int64", False, 0, n - 1)
+        return p.emit(p.rng.choice([f"{x}.index_select({d}, {ix})", f"torch.index_select({x}, {d}, {ix})"]),
+                      (x, ix))
+    if p.rng.random() < 0.5:
+        c = round(p.rng.uniform(-1, 1), 2)
+        need(away(t, c))
+        mask = f"{x} > {fmt(c)}"
+    else:
+        mask = p.leaf(p.partner_shape(tuple(t.shape)), "bool", False)
+        need(_broadcasts(p.val(mask).shape, t.shape) and torch.broadcast_shapes(p.val(mask).shape, t.shape)
+             == t.shape)
+    v = p.rng.choice(["0.0", "-1.5", "2"])
+    return p.emit(f"{x}.masked_fill({mask}, {v})", (x,))
+
+
+@builder("softmax", 2.5)
+def _softmax(p: Program, x: str) -> str:
+    t = p.val(x)
+    d = _dim(p, t) if t.dim() else 0
+    forms = [f"{x}.softmax({d})", f"F.softmax({x}, dim={d})", f"torch.softmax({x}, {d})",
+             f"F.log_softmax({x}, dim={d})", f"{x}.log_softmax({d})", f"torch.log_softmax({x}, {d})"]
+    return p.emit(p.rng.choice(forms), (x,))
+
+
+def _logits(p: Program, x: str) -> tuple[str, int, int]:
+    """(2-D logits (N, C) derived from x, N, C)."""
+    t = p.val(x)
+    need(t.numel() >= 2)
+    if t.dim() == 2 and t.shape[1] >= 2:
+        return x, t.shape[0], t.shape[1]
+    n = t.numel()
+    c = [d for d in (4, 3, 2) if n % d == 0]
+    need(c)
+    return f"{x}.reshape(-1, {c[0]})", n // c[0], c[0]
+
+
+@builder("loss.cross_entropy", 1.5)
+def _cross_entropy(p: Program, x: str) -> str:
+    z, n, c = _logits(p, x)
+    red = p.rng.choice(["", ", reduction='sum'", ", reduction='none'", ", reduction='mean'"])
+    target = p.leaf((n,), "int64", False, 0, c - 1)
+    return p.emit(f"F.cross_entropy({z}, {target}{red})", (x,))
+
+
+@builder("cross_entropy.ignore_index", 0.6)
+def _cross_entropy_ignore(p: Program, x: str) -> str:
+    z, n, c = _logits(p, x)
+    need(n >= 2)
+    vals = [str(p.rng.randrange(c)) for _ in range(n)]
+    ignore = p.rng.choice(["-100", "1"])
+    vals[p.rng.randrange(n)] = ignore
+    need(any(v != ignore for v in vals))
+    target = p.leaf((n,), "int64", False, values=vals)
+    kw = "" if ignore == "-100" else f", ignore_index={ignore}"
+    return p.emit(f"F.cross_entropy({z}, {target}{kw})", (x,))
+
+
+@builder("cross_entropy.label_smoothing", 0.5)
+def _cross_entropy_ls(p: Program, x: str) -> str:
+    z, n, c = _logits(p, x)
+    target = p.leaf((n,), "int64", False, 0, c - 1)
+    red = p.rng.choice(["", ", reduction='sum'"])
+    return p.emit(f"F.cross_entropy({z}, {target}, label_smoothing=0.1{red})", (x,))
+
+
+@builder("cross_entropy.probs", 0.6)
+def _cross_entropy_probs(p: Program, x: str) -> str:
+    z, n, c = _logits(p, x)
+    y = p.leaf((n, c), "float32" if p.val(x).dtype == torch.float32 else "float64", p.rng.random() < 0.5)
+    red = p.rng.choice(["", ", reduction='sum'"])
+    return p.emit(f"F.cross_entropy({z}, {y}.softmax(1){red})", (x, y))
+
+
+@builder("loss.nll", 0.8)
+def _nll(p: Program, x: str) -> str:
+    z, n, c = _logits(p, x)
+    target = p.leaf((n,), "int64", False, 0, c - 1)
+    red = p.rng.choice(["", ", reduction='sum'"])
+    return p.emit(f"F.nll_loss(F.log_softmax({z}, dim=1), {target}{red})", (x,))
+
+
+@builder("loss.regression", 1.5)
+def _regression(p: Program, x: str) -> str:
+    t = p.val(x)
+    fn = p.rng.choice(["mse_loss", "l1_loss", "smooth_l1_loss"])
+    dt = "float64" if t.dtype == torch.float64 else "float32"
+    y = p.leaf(tuple(t.shape), dt, p.rng.random() < 0.4)
+    diff = t.detach() - p.val(y).detach()
+    if fn == "l1_loss":
+        need(away(diff, 0))
+    if fn == "smooth_l1_loss":
+        need(away(diff.abs(), 1.0))
+    red = p.rng.choice(["", ", reduction='sum'", ", reduction='none'"])
+    return p.emit(f"F.{fn}({x}, {y}{red})", (x, y))
+
+
+@builder("loss.bce", 1.2)
+def _bce(p: Program, x: str) -> str:
+    t = p.val(x)
+    dt = "float64" if t.dtype == torch.float64 else "float32"
+    y = p.leaf(tuple(t.shape), dt, False, 0, 1)
+    red = p.rng.choice(["", ", reduction='sum'", ", reduction='none'"])
+    if p.rng.random() < 0.5:
+        return p.emit(f"F.binary_cross_entropy({x}.sigmoid(), {y}{red})", (x,))
+    if p.rng.random() < 0.3:
+        w = p.leaf(tuple(t.shape), dt, False, 0, 2)
+        return p.emit(f"F.binary_cross_entropy_with_logits({x}, {y}, weight={w}{red})", (x,))
+    return p.emit(f"F.binary_cross_entropy_with_logits({x}, {y}{red})", (x,))
+
+
+@builder("activation", 4)
+def _activation(p: Program, x: str) -> str:
+    t = p.val(x)
+    forms = [f"F.gelu({x})", f"F.gelu({x}, approximate='tanh')", f"F.silu({x})", f"torch.sigmoid({x})",
+             f"torch.tanh({x})", f"F.softplus({x})", f"{x}.sigmoid()", f"{x}.tanh()"]
+    if away(t, 0):
+        forms += [f"F.leaky_relu({x})", f"F.leaky_relu({x}, 0.2)", f"F.elu({x})", f"F.elu({x}, alpha=0.5)"]
+    if away(t, -1) and away(t, 1):
+        forms += [f"F.hardtanh({x})"]
+    if away(t, -0.5) and away(t, 0.5):
+        forms += [f"F.hardtanh({x}, -0.5, 0.5)"]
+    if away(t * 2, 5):
+        forms += [f"F.softplus({x}, beta=2, threshold=5)"]
+    return p.emit(p.rng.choice(forms), (x,))
+
+
+@builder("activation.edge", 0.3, edge=True)
+def _activation_edge(p: Program, x: str) -> str:
+    forms = [f"F.leaky_relu({x}, 0.5)", f"F.hardtanh({x})", f"F.relu({x})", f"F.elu({x})"]
+    return p.emit(p.rng.choice(forms), (x,))
+
+
+@builder("cast", 1.5)
+def _cast(p: Program, x: str) -> str:
+    t = p.val(x)
+    if t.dtype == torch.float32:
+        forms = [f"{x}.double()", f"{x}.to(torch.float64)", f"{x}.type(torch.float64)", f"{x}.float()"]
+    else:
+        forms = [f"{x}.float()", f"{x}.to(torch.float32)", f"{x}.to(dtype=torch.float32)", f"{x}.double()"]
+    return p.emit(p.rng.choice(forms), (x,))
+
+
+@builder("cast.int", 0.8)
+def _cast_int(p: Program, x: str) -> str:
+    # integer and bool results (no grad) that flow back into float arithmetic
+    t = p.val(x)
+    r = p.rng.random()
+    if r < 0.4:
+        need(away(t, torch.round(t)))
+        i = p.emit(p.rng.choice([f"{x}.long()", f"{x}.to(torch.int64)"]), (x,))
+        forms = [f"{x} * {i}", f"{i} + {x}", f"{i} / 2 + {x}", f"{i}.float() - {x}"]
+        return p.emit(p.rng.choice(forms), (x, i))
+    c = round(p.rng.uniform(-1, 1), 2)
+    need(away(t, c))
+    m = p.emit(f"({x} > {fmt(c)})", (x,))
+    return p.emit(p.rng.choice([f"{x} * {m}", f"{m}.float() * {x}", f"{x} + {m}.sum()",
+                                f"{x} * {m}.to(torch.float64)"]), (x, m))
+
+
+@builder("int_ops", 0.5)
+def _int_ops(p: Program, x: str) -> str:
+    t = p.val(x)
+    i = p.leaf(tuple(t.shape), "int64", False, -4, 4)
+    r = p.rng.random()
+    if r < 0.3:
+        forms = [f"{i}.sum()", f"{i}.sum(0)" if t.dim() else f"{i} * 3", f"{i}.argmax()"]
+        s = p.emit(p.rng.choice(forms), (i,))
+        return p.emit(f"{x} * {s}", (x, s))
+    return p.emit(p.rng.choice([f"{x} + {i}", f"{i} * {x}", f"{x} / ({i}.abs() + 1)", f"{i} - {x}"]), (x, i))
+
+
+@builder("empty", 0.15)
+def _empty(p: Program, x: str) -> str:
+    # zero-size leaves: reductions over them and broadcasting with them
+    e = p.emit("torch.zeros(0, 3, requires_grad=True)", ())
+    p.leaves.append(e)
+    s = p.emit(p.rng.choice([f"{e}.sum(0)", f"{e}.sum(0, keepdim=True)", f"({e} * 2).sum(0)"]), (e,))
+    return p.emit(f"{x} + {s}.sum()", (x, s))
+
+
+# ---------------------------------------------------------------------------------------------
+# Error programs: a valid prefix, then one statement PyTorch rejects (the type and text are compared).
+
+ERRORS: dict[str, Callable] = {}
+
+
+def error(tag: str):
+    def deco(fn):
+        ERRORS[tag] = fn
+        return fn
+    return deco
+
+
+def _other_shape(shape) -> tuple[int, ...]:
+    s = list(shape) or [2]
+    s[-1] = s[-1] + 2
+    return tuple(s)
+
+
+@error("error.broadcast")
+def _e_broadcast(p: Program, x: str) -> str:
+    t = p.val(x)
+    need(t.dim() >= 1 and t.shape[-1] > 1)
+    y = p.leaf(_other_shape(t.shape), "float32", False)
+    return p.rng.choice([f"{x} + {y}", f"{y} * {x}", f"torch.maximum({x}, {y})", f"F.mse_loss({x}, {y})"])
+
+
+@error("error.matmul")
+def _e_matmul(p: Program, x: str) -> str:
+    t = p.val(x)
+    need(t.dim() in (1, 2))
+    w = p.leaf((t.shape[-1] + 1, 2), "float32", False)
+    forms = [f"{x} @ {w}", f"torch.matmul({x}, {w})"] + ([f"{x}.mm({w})"] if t.dim() == 2 else [])
+    return p.rng.choice(forms)
+
+
+@error("error.matmul_0d")
+def _e_matmul0(p: Program, x: str) -> str:
+    s = p.leaf((), "float32", True)
+    return f"{x} @ {s}"
+
+
+@error("error.nonscalar_backward")
+def _e_nonscalar(p: Program, x: str) -> str:
+    need(p.val(x).numel() > 1 and p.val(x).requires_grad)
+    return f"{x}.backward()"
+
+
+@error("error.grad_shape")
+def _e_grad_shape(p: Program, x: str) -> str:
+    t = p.val(x)
+    need(t.requires_grad and t.dim() >= 1)
+    return f"{x}.backward(torch.ones({', '.join(map(str, _other_shape(t.shape)))}))"
+
+
+@error("error.dim_range")
+def _e_dim(p: Program, x: str) -> str:
+    nd = p.val(x).dim()
+    d = p.rng.choice([nd + 1, -nd - 2]) if nd else 2
+    return p.rng.choice([f"{x}.sum({d})", f"{x}.softmax({d})", f"{x}.unsqueeze({d + (1 if d > 0 else -1)})",
+                         f"{x}.transpose(0, {d})", f"{x}.mean(dim={d})"])
+
+
+@error("error.reshape")
+def _e_reshape(p: Program, x: str) -> str:
+    n = p.val(x).numel()
+    return p.rng.choice([f"{x}.reshape({n + 1})", f"{x}.view(-1, {n + 1}, 2)", f"{x}.reshape(-1, -1)"])
+
+
+@error("error.view_noncontiguous")
+def _e_view(p: Program, x: str) -> str:
+    t = p.val(x)
+    need(t.dim() == 2 and t.shape[0] > 1 and t.shape[1] > 1)
+    return f"{x}.t().view(-1)"
+
+
+@error("error.cat")
+def _e_cat(p: Program, x: str) -> str:
+    t = p.val(x)
+    need(t.dim() >= 1)
+    if t.dim() >= 2 and p.rng.random() < 0.5:
+        y = p.leaf(_other_shape(t.shape), "float32", False)
+        return f"torch.cat([{x}, {y}], dim=0)" if t.shape[-1] else f"torch.stack([{x}, {y}])"
+    y = p.leaf(_other_shape(t.shape), "float32", False)
+    return f"torch.stack([{x}, {y}])"
+
+
+@error("error.index")
+def _e_index(p: Program, x: str) -> str:
+    t = p.val(x)
+    need(t.dim() >= 1)
+    return p.rng.choice([f"{x}[{t.shape[0] + 2}]", f"{x}[-{t.shape[0] + 1}]",
+                         f"{x}[0, 0, 0, 0, 0]", f"{x}[[0, {t.shape[0] + 3}]]"])
+
+
+@error("error.int_requires_grad")
+def _e_int_rg(p: Program, x: str) -> str:
+    return p.rng.choice(["torch.tensor([1, 2], requires_grad=True)", f"{x}.long().requires_grad_()",
+                         "torch.tensor([True, False], requires_grad=True)"])
+
+
+@error("error.mean_int")
+def _e_mean_int(p: Program, x: str) -> str:
+    return p.rng.choice([f"{x}.long().mean()", "torch.tensor([1, 2, 3]).mean()"])
+
+
+@error("error.backward_twice_saved")
+def _e_twice_saved(p: Program, x: str) -> str:
+    need(p.val(x).requires_grad)
+    y = p.emit(f"({x} * {x}).sum()", (x,))
+    p.stmt(f"{y}.backward()")
+    return f"{y}.backward()"
+
+
+@error("error.no_grad_backward")
+def _e_no_grad(p: Program, x: str) -> str:
+    return p.rng.choice([f"{x}.detach().sum().backward()", "torch.ones(2).sum().backward()",
+                         f"({x} > 0).sum().backward()"])
+
+
+@error("error.inplace_leaf")
+def _e_inplace(p: Program, x: str) -> str:
+    leaf = p.leaves[0]
+    return p.rng.choice([f"{leaf}.add_(1)", f"{leaf}.mul_(2)", f"{leaf}[0] = 1.0" if p.val(leaf).dim() else
+                         f"{leaf}.zero_()"])
+
+
+@error("error.item")
+def _e_item(p: Program, x: str) -> str:
+    need(p.val(x).numel() > 1)
+    return p.rng.choice([f"{x}.item()", f"float({x})", f"bool({x} > 0)"])
+
+
+@error("error.cross_entropy_target")
+def _e_ce(p: Program, x: str) -> str:
+    z, n, c = _logits(p, x)
+    target = p.leaf((n + 1,), "int64", False, 0, c - 1)
+    return f"F.cross_entropy({z}, {target})"
+
+
+@error("error.gather_dtype")
+def _e_gather(p: Program, x: str) -> str:
+    t = p.val(x)
+    need(t.dim() >= 1)
+    return p.rng.choice([f"{x}.gather(0, {x})", f"{x}.index_select(0, {x})", f"{x}[{x}]"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Program assembly
+
+
+def build(rng: random.Random, exclude: set[str]) -> dict | None:
+    r = rng.random()
+    mode = "edge" if r < 0.12 else "error" if r < 0.24 else "normal"
+    p = Program(rng, mode, exclude)
+    dt = "float64" if rng.random() < 0.15 else "float32"
+    try:
+        x = p.leaf(p.random_shape(), dt, True)
+        for _ in range(rng.choice([0, 0, 1, 2])):
+            p.leaf(p.random_shape(), "float64" if rng.random() < 0.15 else "float32", rng.random() < 0.8)
+    except Skip:
+        return None
+    tags = [t for t in BUILDERS if t not in exclude and (mode != "edge" or t in EDGE_SAFE)]
+    weights = [BUILDERS[t][0] for t in tags]
+    steps = rng.randint(3, 12) if mode != "error" else rng.randint(1, 5)
+    cur = x
+    done = 0
+    attempts = 0
+    while done < steps and attempts < steps * 25:
+        attempts += 1
+        src = cur
+        if rng.random() < 0.2:
+            pool = p.float_vars(grad_only=True)
+            if pool:
+                src = rng.choice(pool)
+        tag = rng.choices(tags, weights)[0]
+        snap = p.snapshot()
+        try:
+            out = BUILDERS[tag][1](p, src)
+        except Skip:
+            p.rollback(snap)
+            continue
+        done += 1
+        p.tags.add(tag)
+        v = p.val(out)
+        if torch.is_tensor(v) and v.is_floating_point() and (v.requires_grad or not p.val(cur).requires_grad):
+            cur = out
+    if done < min(steps, 3):
+        return None
+    if mode == "error":
+        kinds = [k for k in ERRORS if k not in exclude]
+        for _ in range(30):
+            kind = rng.choice(kinds)
+            snap = p.snapshot()
+            try:
+                line = ERRORS[kind](p, cur)
+                exec(line, p.ns)
+            except Skip:
+                p.rollback(snap)
+                continue
+            except Exception:
+                p.lines.append(line)
+                p.tags.add(kind)
+                break
+            p.rollback(snap)
+        else:
+            return None
+    else:
+        try:
+            if not finish(p, cur):
+                return None
+        except Skip:
+            return None
+    return p
+
+
+def finish(p: Program, cur: str) -> bool:
+    """End in a scalar (sum/mean) + backward, or backward with an explicit gradient."""
+    rng = p.rng
+    cv = p.val(cur)
+    if not (torch.is_tensor(cv) and cv.requires_grad):
+        return False
+    dangling = [n for n in p.float_vars(grad_only=True) if n not in p.used and n != cur
+                and n not in p.leaves]
+    retained = None
+    non_leaves = [n for n in p.float_vars(grad_only=True) if p.val(n).grad_fn is not None and n != cur]
+    if non_leaves and rng.random() < 0.3:
+        retained = rng.choice(non_leaves)
+    r = rng.random()
+    if r < 0.2 and cv.numel() > 1 and cv.numel() <= MAX_NUMEL:
+        values = p.float_values(cv.numel(), -1, 1)
+        dtype = ", dtype=torch.float64" if cv.dtype == torch.float64 else ""
+        seed = f"torch.tensor({literal(values, tuple(cv.shape))}{dtype})"
+        if retained:
+            p.stmt(f"{retained}.retain_grad()")
+        p.stmt(f"{cur}.backward({seed})")
+        root = cur
+    else:
+        terms = [f"{cur}.{rng.choice(['sum', 'mean'] if p.mode != 'edge' else ['sum'])}()"]
+        for d in dangling[:2]:
+            if rng.random() < 0.6:
+                terms.append(f"{d}.sum()")
+        root = p.emit(" + ".join(terms), (cur,) + tuple(dangling))
+        if retained:
+            p.stmt(f"{retained}.retain_grad()")
+        if rng.random() < 0.08:
+            p.stmt(f"{root}.backward(retain_graph=True)")
+        p.stmt(f"{root}.backward()")
+    p.retained = retained
+    return True
+
+
+def robust(p: Program, value) -> bool:
+    """The repr survives moving every nonzero value by a few ulps (exact programs always do)."""
+    if isinstance(value, tuple):
+        return all(robust(p, v) for v in value)
+    if not torch.is_tensor(value) or not value.is_floating_point() or value.numel() == 0:
+        return True
+    if p.mode == "edge":
+        return True
+    d = value.detach()
+    base = repr(d)
+    rel = REL_NOISE64 if p.float64_only else REL_NOISE32
+    scale = float(d.abs().max()) * rel
+    gen = torch.Generator().manual_seed(0)
+    signs = torch.randint(0, 2, d.shape, generator=gen).to(d.dtype) * 2 - 1
+    nz = (d != 0).to(d.dtype)
+    for s in (torch.ones_like(d), -torch.ones_like(d), signs):
+        pert = d + s * nz * (d.abs() * rel + scale)
+        if repr(pert) != base:
+            return False
+    return True
+
+
+def record(p: Program, index: int) -> dict:
+    source = "\n".join(p.lines) + "\n"
+    names = [n for n in p.names]
+    printed = [n for n in names if robust(p, p.ns.get(n))]
+    grads = list(p.leaves)
+    if p.retained:
+        grads.append(p.retained)
+    program = {"id": index, "mode": p.mode, "tags": sorted(p.tags), "source": source, "vars": names,
+               "print": printed, "grads": grads if p.mode != "error" else [],
+               "precision": "float64" if p.float64_only else "float32"}
+    program["expected"] = harness.run(torch, program)
+    return program
+
+
+def grads_ok(program: dict) -> bool:
+    """Reject programs whose gradients are not finite or are huge (ill-conditioned)."""
+    exp = program["expected"]
+    if program["mode"] == "error":
+        return exp["error"] is not None
+    if exp["error"] is not None:
+        return False
+    for g in exp["grads"].values():
+        if g is None:
+            continue
+        for v in g["values"]:
+            if isinstance(v, str) or abs(v) > 1e4:
+                return program["mode"] == "edge"
+    return True
+
+
+def generate(count: int, seed: int, exclude: set[str]) -> list[dict]:
+    out = []
+    i = 0
+    attempt = 0
+    while len(out) < count:
+        rng = random.Random(f"{seed}:{i}:{attempt}")
+        p = build(rng, exclude)
+        if p is not None:
+            program = record(p, len(out))
+            if grads_ok(program):
+                out.append(program)
+                i += 1
+                attempt = 0
+                continue
+        attempt += 1
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--exclude", default=",".join(DEFAULT_EXCLUDE))
+    ap.add_argument("--out", default=str(HERE / "cases.json"))
+    args = ap.parse_args(argv)
+    exclude = {t for t in args.exclude.split(",") if t}
+    unknown = exclude - set(BUILDERS) - set(ERRORS)
+    if unknown:
+        ap.error(f"unknown tags: {sorted(unknown)}")
+    torch.manual_seed(0)
+    programs = generate(args.count, args.seed, exclude)
+    doc = {"torch": torch.__version__, "seed": args.seed, "exclude": sorted(exclude),
+           "tolerance": harness.TOLERANCE, "programs": programs}
+    text = json.dumps(doc, indent=None, separators=(",", ":"))
+    Path(args.out).write_text(text + "\n")
+    modes = {m: sum(1 for q in programs if q["mode"] == m) for m in ("normal", "edge", "error")}
+    print(f"wrote {len(programs)} programs ({modes}) to {args.out}: {len(text) / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
