@@ -17,9 +17,9 @@ from gradserve.engine import Graph, Leaf, Node, Result
 from gradserve.v1 import gradserve_pb2 as pb
 
 __all__ = [
-    "CHUNK_BYTES", "GRAPH_PART_NODES", "PROTOCOL_VERSION", "DTYPES", "WireError", "Result",
+    "BATCH_BYTES", "CHUNK_BYTES", "GRAPH_PART_NODES", "PROTOCOL_VERSION", "DTYPES", "WireError", "Result",
     "WireTensor", "RequestHead", "RequestReader", "ChunkSink",
-    "request_messages", "read_results", "result_messages", "summary_message",
+    "request_messages", "request_batch", "read_results", "result_messages", "summary_message",
     "attrs_to_proto", "attrs_from_proto", "value_to_proto", "value_from_proto",
     "spec_to_proto", "spec_from_proto", "graph_parts", "graph_from_parts",
 ]
@@ -29,12 +29,17 @@ __all__ = [
 # §0.1, https://github.com/grpc/grpc-java/issues/9793).
 CHUNK_BYTES = 1 << 20
 GRAPH_PART_NODES = 10_000          # leaves + nodes per GraphPart, keeps each part well under 4 MiB
+# Largest request, and largest results, of the one-message EvaluateBatch/BackwardBatch calls: under
+# gRPC's default 4 MiB receive limit with room for message overhead.
+BATCH_BYTES = 3 << 20
 PROTOCOL_VERSION = 1
 
 # Wire dtype names; data is always little-endian.
 DTYPES: dict[str, np.dtype] = {name: np.dtype(name).newbyteorder("<") for name in (
     "bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64")}
 
+_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+_NATIVE = {name: np.dtype(name) for name in DTYPES}   # np.dtype.name is slow Python code
 _KIND_TO_PB = {"value": pb.TensorHeader.VALUE, "grad": pb.TensorHeader.GRAD}
 _KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
 _INT64 = (-(1 << 63), (1 << 63) - 1)
@@ -108,10 +113,11 @@ class WireTensor:
 def spec_to_proto(id_: int, shape: Sequence[int], dtype: np.dtype, *,
                   requires_grad: bool = False) -> pb.TensorSpec:
     dtype = np.dtype(dtype)
-    if dtype.name not in DTYPES:
+    name = _NAMES.get(dtype)
+    if name is None:
         raise WireError(f"tensor {id_}: dtype {dtype} is not supported on the wire")
     shape = tuple(int(s) for s in shape)
-    return pb.TensorSpec(id=id_, dtype=dtype.name, shape=shape,
+    return pb.TensorSpec(id=id_, dtype=name, shape=shape,
                          nbytes=_numel(shape) * dtype.itemsize, requires_grad=requires_grad)
 
 
@@ -140,10 +146,11 @@ def _numel(shape: Sequence[int]) -> int:
 def _as_wire_array(id_: int, array: np.ndarray) -> np.ndarray:
     """C-contiguous little-endian view (or copy, only when needed)."""
     array = np.asarray(array)
-    if array.dtype.name not in DTYPES:
+    name = _NAMES.get(array.dtype) or array.dtype.name     # big-endian dtypes miss the fast path
+    if name not in DTYPES:
         raise WireError(f"tensor {id_}: dtype {array.dtype} is not supported on the wire")
     # np.asarray, not np.ascontiguousarray: the latter turns 0-dim arrays into 1-dim ones.
-    return np.asarray(array, dtype=DTYPES[array.dtype.name], order="C")
+    return np.asarray(array, dtype=DTYPES[name], order="C")
 
 
 def _chunks(id_: int, array: np.ndarray) -> Iterator[pb.Chunk]:
@@ -188,7 +195,7 @@ def graph_from_parts(parts: Iterable[pb.GraphPart]) -> tuple[Graph, list[WireTen
         for s in part.leaves:
             t = spec_from_proto(s, "leaf")
             specs.append(t)
-            leaves.append(Leaf(t.id, t.shape, np.dtype(t.dtype.name), t.requires_grad))
+            leaves.append(Leaf(t.id, t.shape, _NATIVE[s.dtype], t.requires_grad))
         for n in part.nodes:
             try:
                 attrs = attrs_from_proto(n.attrs) if n.attrs else {}
@@ -216,7 +223,7 @@ def request_messages(*, graph: Graph, values: Mapping[int, np.ndarray], outputs:
         if leaf.id not in values:
             raise WireError(f"leaf {leaf.id}: no value given")
         a = _as_wire_array(leaf.id, values[leaf.id])
-        if a.shape != tuple(leaf.shape) or a.dtype.name != np.dtype(leaf.dtype).name:
+        if a.shape != tuple(leaf.shape) or a.dtype != np.dtype(leaf.dtype):
             raise WireError(f"leaf {leaf.id}: value is {a.dtype.name}{list(a.shape)}, declared "
                             f"{np.dtype(leaf.dtype).name}{list(leaf.shape)}")
         arrays.append((leaf.id, a))
@@ -238,6 +245,22 @@ def request_messages(*, graph: Graph, values: Mapping[int, np.ndarray], outputs:
     for id_, a in arrays:
         for chunk in _chunks(id_, a):
             yield pb.ComputeRequest(chunk=chunk)
+
+
+def request_batch(*, graph: Graph, values: Mapping[int, np.ndarray], outputs: Sequence[int] = (),
+                  roots: Sequence[int] = (), seeds: Mapping[int, np.ndarray] | None = None,
+                  grads: Sequence[int] = (), request_id: str = "") -> pb.RequestBatch | None:
+    """The same request as one RequestBatch for EvaluateBatch/BackwardBatch, or None when it
+    exceeds BATCH_BYTES (then use the streaming call). The results must fit BATCH_BYTES too, or
+    the server answers INVALID_ARGUMENT: check the output shapes before choosing the batch call."""
+    tensors = sum(np.asarray(v).nbytes for v in values.values())
+    tensors += sum(np.asarray(v).nbytes for v in (seeds or {}).values())
+    if tensors > BATCH_BYTES:
+        return None
+    batch = pb.RequestBatch(messages=request_messages(
+        graph=graph, values=values, outputs=outputs, roots=roots, seeds=seeds, grads=grads,
+        request_id=request_id))
+    return batch if batch.ByteSize() <= BATCH_BYTES else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,12 +417,15 @@ class ReadState:
     open: MutableMapping[int, _Incoming] = field(default_factory=dict)
 
 
-def read_results(responses: Iterable[pb.ComputeResponse],
+def read_results(responses: Iterable[pb.ComputeResponse] | pb.ResponseBatch,
                  state: ReadState | None = None) -> Iterator[Result]:
     """Assemble streamed results into arrays, yielding each as soon as its last byte arrives.
 
-    Consumes the final Summary (available in `state.summary` when a ReadState is passed).
+    Takes a response stream or a ResponseBatch. Consumes the final Summary (available in
+    `state.summary` when a ReadState is passed).
     """
+    if isinstance(responses, pb.ResponseBatch):
+        responses = responses.messages
     state = state if state is not None else ReadState()
     pending = state.open
     for msg in responses:

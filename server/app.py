@@ -67,9 +67,10 @@ class RunningServer:
 
     def _start_grpc(self, o: Options):
         import grpc
-        from gradserve.v1 import gradserve_pb2, gradserve_pb2_grpc
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
         from grpc_reflection.v1alpha import reflection
+
+        from gradserve.v1 import gradserve_pb2, gradserve_pb2_grpc
 
         from .errors import ErrorInterceptor
         from .front import Front

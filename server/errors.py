@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import grpc
+
 from gradserve import codec, engine
 
 from . import faults

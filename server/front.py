@@ -10,6 +10,7 @@ says it is final.
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 import threading
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import numpy as np
+
 from gradserve import codec, engine
 from gradserve.v1 import gradserve_pb2 as pb
 
@@ -25,11 +27,12 @@ from .faults import DeadlineExceeded, Overloaded, RequestCancelled
 from .options import Options
 from .pool import Job, WorkerPool
 from .shm import BlockPool
-from .worker import JobSpec, Slot
+from .worker import JobSpec, Slot, pack_graph
 
 log = logging.getLogger("gradserve.server.requests")
 
 ALIGN = 64                    # every tensor starts on a cache line
+_NAMES = {dtype: name for name, dtype in codec.DTYPES.items()}   # np.dtype.name is slow
 
 
 class Admission:
@@ -103,6 +106,7 @@ class Layout:
     seeds: tuple[Slot, ...]
     results: tuple[Slot, ...]
     size: int
+    result_bytes: int
 
     @classmethod
     def build(cls, mode: str, head: codec.RequestHead, plan: engine.Plan) -> "Layout":
@@ -110,8 +114,8 @@ class Layout:
 
         def place(id_: int, shape: tuple[int, ...], dtype: np.dtype, kind: str = "") -> Slot:
             nonlocal offset
-            slot = Slot(id_, offset, tuple(shape), np.dtype(dtype).name, kind)
-            offset += _aligned(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+            slot = Slot(id_, offset, tuple(shape), _NAMES[dtype], kind)
+            offset += _aligned(math.prod(shape) * dtype.itemsize)
             return slot
 
         inputs = tuple(place(t.id, t.shape, t.dtype) for t in head.leaves)
@@ -127,23 +131,24 @@ class Layout:
             wanted = ([("value", i) for i in _unique(head.roots)]
                       + [("grad", i) for i in _unique(head.grads)])
         results = []
+        start = offset
         for kind, id_ in wanted:
             spec = plan.spec(id_)       # raises the engine's ReferenceError_ for an unknown id
             results.append(place(id_, spec.shape, spec.dtype, kind))
-        return cls(inputs, seeds, tuple(results), offset)
+        return cls(inputs, seeds, tuple(results), offset, offset - start)
 
     def buffers(self, buf: memoryview | None) -> dict[int, memoryview]:
         """Writable byte views of every input (leaves and seeds), for codec.RequestReader."""
         out = {}
         for s in (*self.inputs, *self.seeds):
-            n = int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize
+            n = math.prod(s.shape) * codec.DTYPES[s.dtype].itemsize
             out[s.id] = buf[s.offset:s.offset + n] if n else memoryview(b"")
         return out
 
 
 def result_view(buf: memoryview, slot: Slot) -> np.ndarray:
-    dtype = np.dtype(slot.dtype).newbyteorder("<")
-    count = int(np.prod(slot.shape, dtype=np.int64))
+    dtype = codec.DTYPES[slot.dtype]
+    count = math.prod(slot.shape)
     if count == 0:
         return np.empty(slot.shape, dtype)
     return np.frombuffer(buf, dtype, count, slot.offset).reshape(slot.shape)
@@ -159,9 +164,10 @@ class Front:
         self.limits = engine.Limits(max_elements=options.max_elements, max_nodes=options.max_nodes)
         self.admission = Admission(options.max_inflight, options.max_inflight_bytes)
 
-    def compute(self, mode: str, requests: Iterable[pb.ComputeRequest],
-                context) -> Iterator[pb.ComputeResponse]:
-        """One Evaluate or Backward call, from request stream to response stream."""
+    def compute(self, mode: str, requests: Iterable[pb.ComputeRequest], context,
+                batch: bool = False) -> Iterator[pb.ComputeResponse]:
+        """One Evaluate or Backward call, from request stream to response stream. `batch`: the
+        one-message variant, whose results must fit codec.BATCH_BYTES."""
         started = time.perf_counter()
         facts = {"request_id": "", "nodes": 0, "in_bytes": 0, "out_bytes": 0, "worker": "",
                  "attempts": 0}
@@ -175,6 +181,9 @@ class Front:
             facts["request_id"], facts["nodes"] = head.request_id, len(head.graph.nodes)
             plan = engine.plan(head.graph, self.limits)
             layout = Layout.build(mode, head, plan)
+            if batch and layout.result_bytes > codec.BATCH_BYTES:
+                raise codec.WireError(f"the results need {layout.result_bytes} bytes, more than a "
+                                      f"batch call carries ({codec.BATCH_BYTES}); use the stream")
             self.admission.reserve(layout.size)
             lease.nbytes = layout.size
             if layout.size:
@@ -184,8 +193,9 @@ class Front:
             facts["in_bytes"] = sum(t.nbytes for t in head.tensors)
             job = Job(head.request_id)
             job.payload = pickle.dumps(JobSpec(
-                job.job_id, mode, head.graph, self.limits, lease.block.name if lease.block else "",
-                lease.block.size if lease.block else 0, layout.inputs, layout.seeds,
+                job.job_id, mode, *pack_graph(head.graph), self.limits,
+                lease.block.name if lease.block else "", lease.block.size if lease.block else 0,
+                layout.inputs, layout.seeds,
                 tuple(_unique(head.outputs)), tuple(head.roots), tuple(_unique(head.grads)),
                 layout.results), protocol=pickle.HIGHEST_PROTOCOL)
             lease.hold()

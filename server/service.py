@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from gradserve.v1 import gradserve_pb2 as pb
 from gradserve.v1 import gradserve_pb2_grpc as pb_grpc
 
 from .front import Front
@@ -16,6 +17,14 @@ class GradientsServicer(pb_grpc.GradientsServicer):
 
     def Backward(self, request_iterator, context):
         return self._front.compute("backward", request_iterator, context)
+
+    def EvaluateBatch(self, request, context):
+        return pb.ResponseBatch(messages=self._front.compute("evaluate", request.messages, context,
+                                                             batch=True))
+
+    def BackwardBatch(self, request, context):
+        return pb.ResponseBatch(messages=self._front.compute("backward", request.messages, context,
+                                                             batch=True))
 
     def GetInfo(self, request, context):
         return self._front.info()

@@ -18,7 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass
 
-from gradserve.engine import Graph, Limits
+from gradserve.engine import Graph, Leaf, Limits, Node
 
 from .shm import map_block
 
@@ -36,11 +36,26 @@ class Slot:
     kind: str = ""               # results only: "value" or "grad"
 
 
+def pack_graph(graph: Graph) -> tuple[tuple, tuple]:
+    return (tuple((x.id, x.shape, x.dtype.str, x.requires_grad) for x in graph.leaves),
+            tuple((n.id, n.op, n.inputs, n.attrs) for n in graph.nodes))
+
+
+def unpack_graph(leaves: tuple, nodes: tuple) -> Graph:
+    import numpy as np
+
+    dtypes = {}
+    return Graph([Leaf(i, shape, dtypes.get(d) or dtypes.setdefault(d, np.dtype(d)), rg)
+                  for i, shape, d, rg in leaves],
+                 [Node(*n) for n in nodes])
+
+
 @dataclass(frozen=True, slots=True)
 class JobSpec:
     job_id: int
     mode: str                    # "evaluate" or "backward"
-    graph: Graph
+    leaves: tuple                # (id, shape, dtype name, requires_grad): plain tuples pickle fast
+    nodes: tuple                 # (id, op, inputs, attrs)
     limits: Limits
     block: str                   # shared-memory block name
     block_size: int
@@ -69,6 +84,7 @@ def main(conn, cancel, name: str) -> None:
 def run(job: JobSpec, cancel, send) -> tuple:
     """Run one job; `send` reports each result; returns the final "done" or "error" message."""
     import numpy as np
+
     from gradserve import engine
 
     started = time.perf_counter()
@@ -90,7 +106,8 @@ def run(job: JobSpec, cancel, send) -> tuple:
             return cancel.value == job.job_id
 
         values = {s.id: view(s, False) for s in job.inputs}
-        plan = engine.plan(job.graph, job.limits)
+        graph = unpack_graph(job.leaves, job.nodes)
+        plan = engine.plan(graph, job.limits)
         index = {(s.kind, s.id): k for k, s in enumerate(job.results)}
 
         def emit(kind: str, id_: int, array) -> None:
@@ -115,7 +132,7 @@ def run(job: JobSpec, cancel, send) -> tuple:
                                      should_stop=should_stop):
                 emit(r.kind, r.id, r.array)
                 r = None
-        return ("done", job.job_id, len(job.graph.nodes), time.perf_counter() - started)
+        return ("done", job.job_id, len(job.nodes), time.perf_counter() - started)
     except engine.EngineError as e:
         return ("error", job.job_id, type(e).__name__, str(e))
     except MemoryError:

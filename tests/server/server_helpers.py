@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 import pytest
+
 from gradserve import codec, server
 from gradserve.engine import Graph, Leaf, Node
 from gradserve.v1 import gradserve_pb2_grpc as pb_grpc

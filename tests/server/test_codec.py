@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from gradserve import codec
 from gradserve.engine import Graph, Leaf, Node
 from gradserve.v1 import gradserve_pb2 as pb

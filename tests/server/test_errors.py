@@ -5,9 +5,6 @@ from __future__ import annotations
 import grpc
 import numpy as np
 import pytest
-from gradserve import codec
-from gradserve.engine import Graph, Leaf, Node
-from gradserve.v1 import gradserve_pb2 as pb
 from server_helpers import (
     F32,
     Background,
@@ -18,6 +15,10 @@ from server_helpers import (
     tutorial_graph,
     worker_running,
 )
+
+from gradserve import codec
+from gradserve.engine import Graph, Leaf, Node
+from gradserve.v1 import gradserve_pb2 as pb
 
 BIG = 300_000            # floats: the leaf spans two chunks
 

@@ -12,9 +12,6 @@ import threading
 import grpc
 import numpy as np
 import pytest
-from gradserve import server
-from gradserve.engine import Graph, Leaf, Node
-from gradserve.v1 import gradserve_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from server_helpers import (
     F32,
@@ -26,6 +23,10 @@ from server_helpers import (
     tutorial_graph,
     worker_running,
 )
+
+from gradserve import server
+from gradserve.engine import Graph, Leaf, Node
+from gradserve.v1 import gradserve_pb2 as pb
 
 SHM = "/dev/shm"
 

@@ -8,14 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import numpy as np
 import pytest
-from gradserve import codec
-from gradserve.engine import OPS, Graph, Leaf, Node
-from gradserve.v1 import gradserve_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 from server_helpers import F32, backward, evaluate, stub_for, tutorial_graph
+
+from gradserve import codec
+from gradserve.engine import OPS, Graph, Leaf, Node
+from gradserve.v1 import gradserve_pb2 as pb
 
 DTYPES = list(codec.DTYPES)
 
@@ -133,3 +134,30 @@ def test_workers_load_the_engine_but_not_grpc_and_get_one_blas_thread(shared_ser
         env = _environ(w["pid"])
         assert {env[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")} == {"1"}
     assert os.getpid() not in {w["pid"] for w in shared_server.pool.status()}
+
+
+def test_batch_calls_match_the_streams(stub):
+    graph, values, seeds = tutorial_graph()
+    batch = codec.request_batch(graph=graph, values=values, roots=[3], grads=[0], seeds=seeds)
+    streamed, _ = backward(stub, graph, values, roots=[3], grads=[0], seeds=seeds)
+    state = codec.ReadState()
+    batched = list(codec.read_results(stub.BackwardBatch(batch, timeout=10), state))
+    assert [(r.kind, r.id) for r in batched] == [(r.kind, r.id) for r in streamed]
+    for a, b in zip(batched, streamed, strict=True):
+        np.testing.assert_array_equal(a.array, b.array)
+    assert state.summary.worker
+    batch = codec.request_batch(graph=graph, values=values, outputs=[1, 3])
+    out = {r.id: r.array for r in codec.read_results(stub.EvaluateBatch(batch, timeout=10))}
+    np.testing.assert_array_equal(out[1], values[0] + 2)
+
+
+def test_batch_limits(stub):
+    big = np.zeros(codec.BATCH_BYTES // 4 + 1, np.float32)
+    graph = Graph([Leaf(0, big.shape, F32)], [Node(1, "exp", (0,), {})])
+    assert codec.request_batch(graph=graph, values={0: big}, outputs=[1]) is None
+    # small inputs, results too big for one message: the stream is the way
+    graph = Graph([Leaf(0, (1024, 1), F32), Leaf(1, (1, 1024), F32)], [Node(2, "mul", (0, 1), {})])
+    values = {0: np.ones((1024, 1), np.float32), 1: np.ones((1, 1024), np.float32)}
+    with pytest.raises(grpc.RpcError) as info:
+        stub.EvaluateBatch(codec.request_batch(graph=graph, values=values, outputs=[2]), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "use the stream" in info.value.details()
