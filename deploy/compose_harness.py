@@ -30,7 +30,10 @@ TEST_IMAGE = "gradserve:test"
 LOAD_SCRIPT = ROOT / "tests" / "deploy" / "load.py"
 TUTORIAL = ROOT / "examples" / "autograd_tutorial.py"
 # One line per request at DEBUG level (server/front.py); counted per container to see who served.
-SERVED = re.compile(r"\brpc=(?:evaluate|backward) status=OK\b", re.IGNORECASE)
+# `worker=` is filled in once a worker has computed the request and its Summary is on its way. The
+# status is not used: a client that has read the Summary may close the stream before the server's
+# handler returns, which the server then logs as CANCELLED although the client got every result.
+SERVED = re.compile(r"\brpc=(?:evaluate|backward) status=\w+ .*\bworker=\S", re.IGNORECASE)
 
 Log = Callable[[str], None]
 
@@ -174,10 +177,11 @@ class Deployment:
             env=self.env, log=self.log)
         self.replicas = replicas
 
-    def run_client(self, timeout: float = 300) -> subprocess.CompletedProcess:
-        """The seed tutorial from the `client` service, inside the compose network."""
-        return run(self.compose_cmd("--profile", "client", "run", "--rm", "client"), env=self.env,
-                   log=self.log, check=False, timeout=timeout)
+    def run_client(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        """`run --rm -T client` (the seed tutorial inside the compose network); `args` replace
+        the service name and command, e.g. ("-v", "a:b", "client", "script.py")."""
+        return run(self.compose_cmd("--profile", "client", "run", "--rm", "-T", *(args or ("client",))),
+                   env=self.env, log=self.log, check=False, timeout=timeout)
 
     def down(self) -> None:
         run(self.compose_cmd("--profile", "client", "down", "-v", "--remove-orphans", "-t", "10"),
@@ -250,14 +254,21 @@ class Deployment:
                          for c in self.replicas_now())
         raise TimeoutError(f"{count} healthy replicas not reached in {timeout}s: {states}\n{logs}")
 
-    @staticmethod
-    def seconds_to_healthy(container) -> float | None:
-        """From the container's start to the end of its first passing health check (engine times)."""
-        state = container.attrs["State"]
-        started = _parse_time(state["StartedAt"])
-        for entry in state.get("Health", {}).get("Log", []):
-            if entry.get("ExitCode") == 0:
-                return _parse_time(entry["End"]) - started
+    def seconds_to_healthy(self, container) -> float | None:
+        """From the container's (last) start to its first `health_status: healthy` event.
+
+        Engine times on both ends; the health log in `inspect` keeps only the last 5 checks, so the
+        engine's event stream is the record of when the status turned healthy.
+        """
+        container.reload()
+        started = _parse_time(container.attrs["State"]["StartedAt"])
+        events = self.client.events(since=int(started) - 1, until=int(time.time()) + 1, decode=True,
+                                    filters={"type": "container", "container": container.id})
+        for ev in events:
+            if ev.get("Action", "").startswith("health_status: healthy"):
+                at = ev["timeNano"] / 1e9
+                if at >= started:
+                    return at - started
         return None
 
     # -- who served --------------------------------------------------------------------------
@@ -269,6 +280,20 @@ class Deployment:
             text = c.logs(stdout=True, stderr=True).decode(errors="replace")
             counts[c.name] = len(SERVED.findall(text))
         return counts
+
+    def served_since(self, before: dict[str, int], total: int, timeout: float = 15) -> dict[str, int]:
+        """Per-replica requests served since `before`, once `total` of them are in the logs.
+
+        A server writes its request line after the last response message has gone out, so the
+        client can finish a moment before the line reaches `docker logs`.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self.served_counts()
+            served = {name: now[name] - before.get(name, 0) for name in now}
+            if sum(served.values()) >= total or time.monotonic() > deadline:
+                return served
+            time.sleep(0.1)
 
     # -- load from inside the network ----------------------------------------------------------
 

@@ -58,8 +58,7 @@ def main() -> int:
         before = dep.served_counts()
         report = dep.finish_load(
             dep.start_load("--requests", str(args.requests), "--threads", str(args.threads)))
-        after = dep.served_counts()
-        spread = [after[n] - before.get(n, 0) for n in after]
+        spread = list(dep.served_since(before, args.requests).values())
         rows.append((f"requests per replica ({args.requests}, round_robin)",
                      f"{spread}; {report['ok']} ok, {report['failed']} failed in {report['seconds']} s"))
 

@@ -13,8 +13,9 @@ import sys
 import threading
 import time
 
-import gradserve as torch
 import numpy as np
+
+import gradserve as torch
 
 EXPECTED = np.array([[4.5, 6.0], [7.5, 9.0]], dtype=np.float32)   # d mean(3 (x+2)^2) / dx
 
