@@ -99,6 +99,17 @@ def sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.reshape(shape)
 
 
+def keep_max(a, b):
+    """torch.maximum / clamp's lower bound: NaN propagates and a tie keeps `a`, so clamping -0.0
+    at 0 gives -0.0 as in PyTorch (NumPy's maximum may return either zero)."""
+    return np.where((a < b) | (b != b), b, a)
+
+
+def keep_min(a, b):
+    """torch.minimum / clamp's upper bound, with the same tie and NaN rules as `keep_max`."""
+    return np.where((a > b) | (b != b), b, a)
+
+
 def spec_of(x: np.ndarray) -> TensorSpec:
     return TensorSpec(x.shape, x.dtype)
 
@@ -107,8 +118,18 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     try:
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError:
-        raise ShapeError("shapes " + ", ".join(str(tuple(s)) for s in shapes)
-                         + " cannot be broadcast together") from None
+        pass
+    # PyTorch's infer_size message, for the first pair (left to right) that does not broadcast.
+    out = tuple(shapes[0])
+    for b in shapes[1:]:
+        n = max(len(out), len(b))
+        for i in range(1, min(len(out), len(b)) + 1):
+            x, y = out[-i], b[-i]
+            if x != y and x != 1 and y != 1:
+                raise ShapeError(f"The size of tensor a ({x}) must match the size of tensor b ({y}) "
+                                 f"at non-singleton dimension {n - i}")
+        out = tuple(np.broadcast_shapes(out, tuple(b)))
+    raise ShapeError("shapes " + ", ".join(str(tuple(s)) for s in shapes) + " cannot be broadcast together")
 
 
 def attr(attrs: Attrs, name: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:

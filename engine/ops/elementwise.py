@@ -13,7 +13,7 @@ import numpy as np
 from ..dtypes import BOOL, floating_result, result_type
 from ..errors import AttributeValueError, DTypeError
 from ..graph import TensorSpec
-from ..registry import INPUTS, OUTPUT, Attrs, attr, broadcast_shapes, register
+from ..registry import INPUTS, OUTPUT, Attrs, attr, broadcast_shapes, keep_max, keep_min, register
 
 SCALAR = (bool, int, float)
 
@@ -242,9 +242,9 @@ def _minimum_backward(g, xs, out, attrs):
 
 
 register("maximum", arity=2, infer=binary_infer, saves=(INPUTS,), backward=_maximum_backward,
-         forward=lambda xs, attrs: np.maximum(*_operands(xs, attrs)))
+         forward=lambda xs, attrs: keep_max(*_operands(xs, attrs)))
 register("minimum", arity=2, infer=binary_infer, saves=(INPUTS,), backward=_minimum_backward,
-         forward=lambda xs, attrs: np.minimum(*_operands(xs, attrs)))
+         forward=lambda xs, attrs: keep_min(*_operands(xs, attrs)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,16 +335,17 @@ def _clamp(xs, attrs):
     out = xs[0].astype(dtype, copy=False)
     lo, hi = _clamp_bounds(xs, attrs, dtype)
     if lo is not None:
-        out = np.maximum(out, lo)
+        out = keep_max(out, lo)
     if hi is not None:
-        out = np.minimum(out, hi)
+        out = keep_min(out, hi)
     return out
 
 
 def _clamp_backward(g, xs, out, attrs):
     x = xs[0]
     lo, hi = _clamp_bounds(xs, attrs, x.dtype)
-    inside = np.ones(x.shape, bool)
+    # Tensor bounds may broadcast x up (clamp(x[()], min=b[2])): the mask has the output's shape.
+    inside = np.ones(g.shape, bool)
     if lo is not None:
         inside &= x >= lo
     if hi is not None:
@@ -384,8 +385,8 @@ def _one_sided(key: str, keep, pick):
     return infer, forward, backward
 
 
-for _name, _key, _keep, _pick in [("clamp_min", "min", np.maximum, np.greater_equal),
-                                  ("clamp_max", "max", np.minimum, np.less_equal)]:
+for _name, _key, _keep, _pick in [("clamp_min", "min", keep_max, np.greater_equal),
+                                  ("clamp_max", "max", keep_min, np.less_equal)]:
     _infer, _forward, _backward = _one_sided(_key, _keep, _pick)
     register(_name, arity=(1, 2), infer=_infer, forward=_forward, backward=_backward,
              saves=(INPUTS,))

@@ -295,9 +295,13 @@ register("index_put", arity=(1, None), infer=index_put_infer, forward=_index_put
 # gather, index_select
 
 
+_INDEX_DTYPE_ERRORS = {"gather": "gather(): Expected dtype int32/int64 for index",
+                       "index_select": "index_select(): Expected dtype int32 or int64 for index"}
+
+
 def _require_index(spec: TensorSpec, op: str) -> None:
     if spec.dtype.kind not in "iu":
-        raise DTypeError(f"{op}(): Expected dtype int64 for index")
+        raise DTypeError(_INDEX_DTYPE_ERRORS[op])
 
 
 def gather_infer(specs, attrs):
@@ -341,9 +345,9 @@ register("gather", arity=2, infer=gather_infer, backward=_gather_backward, saves
 
 def index_select_infer(specs, attrs):
     x, index = specs
-    _require_index(index, "index_select")
-    if index.ndim > 1:
+    if index.ndim > 1:   # checked before the dtype, as PyTorch does
         raise ShapeError("index_select(): Index is supposed to be a vector")
+    _require_index(index, "index_select")
     dim = norm_dim(attr(attrs, "dim", int), x.ndim)
     if x.ndim == 0:
         return TensorSpec((), x.dtype)
@@ -355,9 +359,7 @@ def _select_index(x: np.ndarray, index: np.ndarray, attrs: Attrs) -> tuple:
     size = x.shape[dim] if x.ndim else 1
     flat = index.reshape(-1)
     if flat.size and (flat.min() < -size or flat.max() >= size):
-        bad = flat[(flat < -size) | (flat >= size)][0]
-        raise ShapeError(f"index out of range in self: index {bad} for dimension {dim} "
-                         f"with size {size}")
+        raise ShapeError("index out of range in self")
     if x.ndim == 0:
         return ()
     return (slice(None),) * dim + (flat,)

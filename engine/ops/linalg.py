@@ -5,11 +5,12 @@ batch shape; the executor sums them back to each operand's shape.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
 
-from ..dtypes import TORCH_NAMES
+from ..dtypes import TORCH_NAMES, result_type
 from ..errors import DTypeError, ShapeError
 from ..graph import TensorSpec
 from ..registry import INPUTS, attr, broadcast_shapes, register
@@ -27,13 +28,60 @@ def _same_dtype(specs: Sequence[TensorSpec]) -> np.dtype:
     return dtype
 
 
+def _mm_error(rows: int, k: int, n: int, p: int) -> ShapeError:
+    return ShapeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{k} and {n}x{p})")
+
+
+def _mv_error(rows: int, k: int, n: int) -> ShapeError:
+    return ShapeError(f"size mismatch, got input ({rows}), mat ({rows}x{k}), vec ({n})")
+
+
+def _dot_error(n1: int, n2: int) -> ShapeError:
+    return ShapeError(f"inconsistent tensor size, expected tensor [{n1}] and src [{n2}] to have the same "
+                      f"number of elements, but got {n1} and {n2} elements respectively")
+
+
+def _bmm_error(batch: int, k: int, b0: int, b1: int) -> ShapeError:
+    return ShapeError(f"Expected size for first two dimensions of batch2 tensor to be: [{batch}, {k}] "
+                      f"but got: [{b0}, {b1}].")
+
+
 def _mismatch(a: TensorSpec, b: TensorSpec) -> ShapeError:
-    return ShapeError(f"shapes {a.shape} and {b.shape} cannot be multiplied")
+    """PyTorch's error for operands matmul cannot multiply, following at::matmul's dispatch: dot,
+    mv, mm, a batch folded into mm/mv (a >= 3-D by a 1-D/2-D operand), else broadcast + bmm."""
+    da, db = a.ndim, b.ndim
+    if da == 1 and db == 1:
+        return _dot_error(a.shape[0], b.shape[0])
+    if da >= 2 and db == 1:
+        rows = math.prod(a.shape[:-1])
+        return _mv_error(rows, a.shape[-1], b.shape[0])
+    if db == 2:
+        rows = math.prod(a.shape[:-1])
+        return _mm_error(rows, a.shape[-1], *b.shape)
+    batch_a = a.shape[:-2] if da >= 2 else ()
+    batch = broadcast_shapes(batch_a, b.shape[:-2])   # raises PyTorch's size-mismatch error first
+    return _bmm_error(math.prod(batch), a.shape[-1], math.prod(batch), b.shape[-2])
+
+
+# PyTorch's rank checks of the fixed-rank forms, per op and operand.
+_RANK_ERRORS = {
+    "mm": ("self must be a matrix", "mat2 must be a matrix"),
+    "bmm": ("batch1 must be a 3D tensor", "batch2 must be a 3D tensor"),
+    "addmm": ("mat1 must be a matrix, got {}-D tensor", "mat2 must be a matrix, got {}-D tensor"),
+}
 
 
 def _require_ndim(specs: Sequence[TensorSpec], ndims: Sequence[int], op: str) -> None:
-    for s, n in zip(specs, ndims, strict=True):
+    if op == "mv" and (specs[0].ndim, specs[1].ndim) != (2, 1):
+        raise ShapeError(f"vector + matrix @ vector expected, got 1, {specs[0].ndim}, {specs[1].ndim}")
+    if op == "dot" and (specs[0].ndim, specs[1].ndim) != (1, 1):
+        raise ShapeError(f"1D tensors expected, but got {specs[0].ndim}D and {specs[1].ndim}D tensors")
+    for i, (s, n) in enumerate(zip(specs, ndims, strict=True)):
         if s.ndim != n:
+            if op == "outer":
+                raise ShapeError(f"outer: Expected 1-D argument {('self', 'vec2')[i]}, but got {s.ndim}-D")
+            if op in _RANK_ERRORS:
+                raise ShapeError(_RANK_ERRORS[op][i].format(s.ndim))
             raise ShapeError(f"{op}: expected a {n}-D tensor, got shape {s.shape}")
 
 
@@ -53,12 +101,12 @@ def matmul_infer(specs, attrs):
                          f"{a.ndim}D and {b.ndim}D")
     a2 = (1,) + a.shape if a.ndim == 1 else a.shape
     b2 = b.shape + (1,) if b.ndim == 1 else b.shape
-    if a2[-1] != b2[-2]:
-        raise _mismatch(a, b)
     try:
         batch = broadcast_shapes(a2[:-2], b2[:-2])
     except ShapeError:
         raise _mismatch(a, b) from None
+    if a2[-1] != b2[-2]:
+        raise _mismatch(a, b)
     rows = (a2[-2],) if a.ndim > 1 else ()
     cols = (b2[-1],) if b.ndim > 1 else ()
     return TensorSpec(batch + rows + cols, dtype)
@@ -96,8 +144,12 @@ register("matmul", arity=2, infer=matmul_infer, backward=_matmul_backward, saves
 def _fixed_rank(op: str, ndims: tuple[int, int]):
     def infer(specs, attrs):
         _require_ndim(specs, ndims, op)
-        if op == "bmm" and specs[0].shape[0] != specs[1].shape[0]:
-            raise _mismatch(*specs)
+        a, b = specs
+        if op == "bmm" and (a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]):
+            raise _bmm_error(a.shape[0], a.shape[2], b.shape[0], b.shape[1])
+        if op == "dot" and a.dtype != b.dtype:
+            raise DTypeError(f"dot : expected both vectors to have same dtype, but found "
+                             f"{TORCH_NAMES[a.dtype.name]} and {TORCH_NAMES[b.dtype.name]}")
         return matmul_infer(specs, attrs)
     return infer
 
@@ -109,7 +161,8 @@ for _op, _ndims in [("mm", (2, 2)), ("bmm", (3, 3)), ("mv", (2, 1)), ("dot", (1,
 
 def outer_infer(specs, attrs):
     _require_ndim(specs, (1, 1), "outer")
-    return TensorSpec((specs[0].shape[0], specs[1].shape[0]), _same_dtype(specs))
+    # outer is a broadcasting mul in PyTorch: its operands promote (float32 x float64 -> float64)
+    return TensorSpec((specs[0].shape[0], specs[1].shape[0]), result_type(specs))
 
 
 register("outer", arity=2, infer=outer_infer, saves=(INPUTS,),
@@ -124,12 +177,30 @@ register("outer", arity=2, infer=outer_infer, saves=(INPUTS,),
 def linear_infer(specs, attrs):
     x, w = specs[0], specs[1]
     dtype = _same_dtype(specs)
-    if w.ndim != 2 or x.ndim == 0 or x.shape[-1] != w.shape[1]:
+    if w.ndim != 2 or x.ndim == 0:
         raise ShapeError(f"shapes {x.shape} and {w.shape[::-1]} cannot be multiplied")
+    if x.shape[-1] != w.shape[1]:
+        raise _mm_error(math.prod(x.shape[:-1]), x.shape[-1], w.shape[1], w.shape[0])
     shape = x.shape[:-1] + (w.shape[0],)
-    if len(specs) == 3 and broadcast_shapes(shape, specs[2].shape) != shape:
-        raise ShapeError(f"bias of shape {specs[2].shape} does not broadcast to {shape}")
+    if len(specs) == 3 and not _expands_to(specs[2].shape, shape):
+        raise ShapeError(_expand_error(specs[2].shape, shape))
     return TensorSpec(shape, dtype)
+
+
+def _expands_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    return len(shape) <= len(target) and all(
+        s in (1, t) for s, t in zip(shape[::-1], target[::-1], strict=False))
+
+
+def _expand_error(shape: tuple[int, ...], target: tuple[int, ...]) -> str:
+    """PyTorch's expand error for a bias that does not broadcast to the output."""
+    for i in range(1, len(shape) + 1):
+        if shape[-i] != 1 and (i > len(target) or shape[-i] != target[-i]):
+            dim = len(target) - i
+            return (f"The expanded size of the tensor ({target[-i] if i <= len(target) else -1}) must match "
+                    f"the existing size ({shape[-i]}) at non-singleton dimension {dim}.  Target sizes: "
+                    f"{list(target)}.  Tensor sizes: {list(shape)}")
+    return f"bias of shape {shape} does not broadcast to {target}"
 
 
 def _linear(xs, attrs):

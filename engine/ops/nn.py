@@ -13,7 +13,7 @@ import numpy as np
 from ..dtypes import parse_dtype, result_type
 from ..errors import AttributeValueError, DTypeError, GraphError, ShapeError
 from ..graph import TensorSpec
-from ..registry import INPUTS, OUTPUT, Attrs, attr, broadcast_shapes, norm_dim, register
+from ..registry import INPUTS, OUTPUT, Attrs, attr, broadcast_shapes, keep_max, keep_min, norm_dim, register
 from .unary import sigmoid
 
 SQRT_HALF = math.sqrt(0.5)
@@ -152,6 +152,12 @@ def nll_infer(specs, attrs, op="nll_loss"):
         if target.shape != x.shape:
             raise ShapeError(f"Expected target size {list(x.shape)}, got {list(target.shape)}")
     elif target.dtype.kind in "iu":
+        # PyTorch's checks in order (LossNLL.cpp nll_loss_nd, then nll_loss / nll_loss2d)
+        if x.ndim != 1 and target.ndim and x.shape[0] != target.shape[0]:
+            raise ShapeError(f"Expected input batch_size ({x.shape[0]}) to match target batch_size "
+                             f"({target.shape[0]}).")
+        if x.ndim <= 2 and target.ndim > 1:
+            raise ShapeError("0D or 1D target tensor expected, multi-target not supported")
         if target.shape != batch:
             raise ShapeError(f"Expected target size {list(batch)}, got {list(target.shape)}")
     else:
@@ -448,7 +454,7 @@ register("binary_cross_entropy_with_logits", arity=(2, 4), infer=bce_logits_infe
 
 
 register("relu", infer=lambda specs, attrs: specs[0], saves=(OUTPUT,),
-         forward=lambda xs, attrs: np.maximum(xs[0], 0, dtype=xs[0].dtype),
+         forward=lambda xs, attrs: keep_max(xs[0], xs[0].dtype.type(0)),
          backward=lambda g, xs, out, attrs: (g * (out > 0),))
 
 
@@ -510,6 +516,10 @@ def _hardtanh_bounds(attrs):
     return attr(attrs, "min_val", float, -1.0), attr(attrs, "max_val", float, 1.0)
 
 
+def _hardtanh(x, lo, hi):
+    return keep_min(keep_max(x, x.dtype.type(lo)), x.dtype.type(hi))
+
+
 def _hardtanh_backward(g, xs, out, attrs):
     """Unlike clamp, hardtanh's boundaries are excluded: the gradient there is 0."""
     lo, hi = _hardtanh_bounds(attrs)
@@ -518,7 +528,7 @@ def _hardtanh_backward(g, xs, out, attrs):
 
 
 register("hardtanh", infer=lambda specs, attrs: specs[0], saves=(INPUTS,),
-         forward=lambda xs, attrs: np.clip(xs[0], *_hardtanh_bounds(attrs)).astype(xs[0].dtype),
+         forward=lambda xs, attrs: _hardtanh(xs[0], *_hardtanh_bounds(attrs)),
          backward=_hardtanh_backward)
 
 

@@ -264,8 +264,11 @@ def _dim_extreme(largest):
         x = xs[0]
         if x.ndim == 0:
             return x.copy()
-        reduce = np.max if largest else np.min
-        return reduce(x, axis=norm_dim(attrs["dim"], x.ndim), keepdims=bool(attrs.get("keepdim")))
+        # the value at the returned index (the first extreme), as PyTorch: among tied zeros that
+        # decides between 0.0 and -0.0
+        dim = norm_dim(attrs["dim"], x.ndim)
+        out = np.take_along_axis(x, _arg_extreme(x, dim, True, largest), dim)
+        return out if attrs.get("keepdim") else np.squeeze(out, dim)
     return forward
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
 from gradserve.engine import Graph, Leaf, Node, backward, evaluate, gradcheck, plan
 
 F64 = np.dtype(np.float64)

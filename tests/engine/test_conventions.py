@@ -239,3 +239,24 @@ def test_pad_and_smooth_l1_values():
     np.testing.assert_array_equal(out, a(9, 1, 2))
     loss = forward("smooth_l1_loss", a(0, 0), a(0.5, 3), reduction="none")
     np.testing.assert_allclose(loss, a(0.125, 2.5))
+
+
+# Signed zeros (conformance programs 375, 444): PyTorch's max/clamp keep the first operand on a
+# tie, so -0.0 survives relu/clamp/maximum, and max(dim) returns the value at its index.
+@pytest.mark.parametrize("op, inputs, attrs, expected", [
+    ("relu", [a(-0.0, 0.0, -1.0)], {}, a(-0.0, 0.0, 0.0)),
+    ("clamp", [a(-0.0, 0.0)], {"min": 0.0, "max": 1.0}, a(-0.0, 0.0)),
+    ("clamp", [a(0.0, -0.0)], {"min": -1.0, "max": -0.0}, a(0.0, -0.0)),
+    ("clamp_min", [a(-0.0)], {"min": 0.0}, a(-0.0)),
+    ("clamp_max", [a(0.0)], {"max": -0.0}, a(0.0)),
+    ("hardtanh", [a(-0.0, 0.0)], {"min_val": 0.0, "max_val": 1.0}, a(-0.0, 0.0)),
+    ("maximum", [a(-0.0, 0.0), a(0.0, -0.0)], {}, a(-0.0, 0.0)),
+    ("minimum", [a(-0.0, 0.0), a(0.0, -0.0)], {}, a(-0.0, 0.0)),
+    ("max_dim", [a(0.0, -0.0, -0.0, -0.0).reshape(2, 2)], {"dim": 0}, a(0.0, -0.0)),
+    ("min_dim", [a(-0.0, 0.0)], {"dim": 0}, np.array(-0.0, F32)),
+    ("maximum", [a(np.nan, 1.0), a(1.0, np.nan)], {}, a(np.nan, np.nan)),
+])
+def test_signed_zero_ties_follow_pytorch(op, inputs, attrs, expected):
+    out = forward(op, *inputs, **attrs)
+    np.testing.assert_array_equal(out, expected)
+    assert (np.signbit(out) == np.signbit(expected)).all()

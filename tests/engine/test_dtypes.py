@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from engine_util import forward, grads
+
 from gradserve.engine import DTypeError, TensorSpec, infer_node
 
 F32, F64, I64, I32, B = (np.dtype(n) for n in ("float32", "float64", "int64", "int32", "bool"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from gradserve.engine import (
     ArityError,
     AttributeValueError,
@@ -19,6 +20,7 @@ from gradserve.engine import (
     Node,
     ReferenceError_,
     ShapeError,
+    TensorSpec,
     UnknownOpError,
     backward,
     check_jacobians,
@@ -42,9 +44,9 @@ def x(i=0, shape=(2, 3), rg=True):
     (Graph([x()], [Node(7, "div", (0,), {"rounding_mode": "up"})]), AttributeValueError,
      "rounding_mode"),
     (Graph([x(), Leaf(1, (4, 5), F32)], [Node(7, "matmul", (0, 1))]), ShapeError,
-     "shapes (2, 3) and (4, 5) cannot be multiplied"),
+     "mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)"),
     (Graph([x(), Leaf(1, (4,), F32)], [Node(7, "add", (0, 1))]), ShapeError,
-     "cannot be broadcast"),
+     "The size of tensor a (3) must match the size of tensor b (4) at non-singleton dimension 1"),
     (Graph([x()], [Node(7, "reshape", (0,), {"shape": (4, 2)})]), ShapeError,
      "shape '[4, 2]' is invalid for input of size 6"),
     (Graph([Leaf(0, (2,), np.dtype(np.int64))], [Node(7, "mean", (0,))]), DTypeError,
@@ -130,3 +132,80 @@ def test_gradcheck_failure_message():
         # like torch: with float32 inputs the default eps makes the check fail
         assert not check_jacobians(forward, lambda xs, j, c: [c * 2], [np.array([1.0], F32)],
                                    raise_exception=False)
+
+
+# PyTorch's own texts for operands the matmul family cannot multiply (found by the conformance
+# programs; the client shows the engine's detail as the RuntimeError message).
+@pytest.mark.parametrize("op, a, b, text", [
+    ("matmul", (4,), (5, 2), "mat1 and mat2 shapes cannot be multiplied (1x4 and 5x2)"),
+    ("matmul", (3, 3), (4, 2), "mat1 and mat2 shapes cannot be multiplied (3x3 and 4x2)"),
+    ("matmul", (3, 4), (5,), "size mismatch, got input (3), mat (3x4), vec (5)"),
+    ("matmul", (4,), (5,), "inconsistent tensor size, expected tensor [4] and src [5] to have the same "
+                           "number of elements, but got 4 and 5 elements respectively"),
+    ("matmul", (2, 3, 4), (5, 2), "mat1 and mat2 shapes cannot be multiplied (6x4 and 5x2)"),
+    ("matmul", (2, 3, 4), (5,), "size mismatch, got input (6), mat (6x4), vec (5)"),
+    ("matmul", (2, 3, 4), (2, 5, 2),
+     "Expected size for first two dimensions of batch2 tensor to be: [2, 4] but got: [2, 5]."),
+    ("matmul", (4,), (2, 5, 2),
+     "Expected size for first two dimensions of batch2 tensor to be: [2, 4] but got: [2, 5]."),
+    ("matmul", (2, 3, 4), (3, 4, 2),
+     "The size of tensor a (2) must match the size of tensor b (3) at non-singleton dimension 0"),
+    ("matmul", (2, 2, 3, 4), (3, 4, 2),
+     "The size of tensor a (2) must match the size of tensor b (3) at non-singleton dimension 1"),
+    ("mm", (3, 3), (4, 2), "mat1 and mat2 shapes cannot be multiplied (3x3 and 4x2)"),
+    ("mm", (2, 3, 3), (3, 2), "self must be a matrix"),
+    ("bmm", (2, 3, 4), (3, 4, 2),
+     "Expected size for first two dimensions of batch2 tensor to be: [2, 4] but got: [3, 4]."),
+    ("bmm", (3, 4), (4, 2), "batch1 must be a 3D tensor"),
+    ("mv", (3, 4), (5,), "size mismatch, got input (3), mat (3x4), vec (5)"),
+    ("mv", (3, 4), (4, 1), "vector + matrix @ vector expected, got 1, 2, 2"),
+    ("dot", (2, 2), (4,), "1D tensors expected, but got 2D and 1D tensors"),
+    ("outer", (2, 2), (3,), "outer: Expected 1-D argument self, but got 2-D"),
+    ("linear", (2, 3, 4), (2, 5), "mat1 and mat2 shapes cannot be multiplied (6x4 and 5x2)"),
+    ("linear", (4,), (2, 5), "mat1 and mat2 shapes cannot be multiplied (1x4 and 5x2)"),
+])
+def test_matmul_family_shape_errors_use_pytorch_text(op, a, b, text):
+    with pytest.raises(ShapeError) as e:
+        infer_node(op, [TensorSpec(a, F32), TensorSpec(b, F32)], {})
+    assert e.value.detail == text
+
+
+def test_linear_bias_and_outer_dtypes_follow_pytorch():
+    with pytest.raises(ShapeError) as e:
+        infer_node("linear", [TensorSpec((3, 4), F32), TensorSpec((2, 4), F32), TensorSpec((3,), F32)], {})
+    assert e.value.detail == ("The expanded size of the tensor (2) must match the existing size (3) at "
+                              "non-singleton dimension 1.  Target sizes: [3, 2].  Tensor sizes: [3]")
+    # outer promotes like mul (conformance: float32 x float64 -> float64)
+    spec = infer_node("outer", [TensorSpec((3,), F32), TensorSpec((2,), np.dtype(np.float64))], {})
+    assert spec == TensorSpec((3, 2), np.dtype(np.float64))
+
+
+I64 = np.dtype(np.int64)
+
+
+@pytest.mark.parametrize("op, specs, attrs, text", [
+    ("gather", [((3, 4), F32), ((2, 4), F32)], {"dim": 0}, "gather(): Expected dtype int32/int64 for index"),
+    ("index_select", [((3, 4), F32), ((2,), F32)], {"dim": 0},
+     "index_select(): Expected dtype int32 or int64 for index"),
+    # the vector check comes before the dtype check
+    ("index_select", [((3, 4), F32), ((2, 2), F32)], {"dim": 0},
+     "index_select(): Index is supposed to be a vector"),
+    ("cross_entropy", [((1, 3), F32), ((2,), I64)], {},
+     "Expected input batch_size (1) to match target batch_size (2)."),
+    ("nll_loss", [((2, 3), F32), ((3,), I64)], {},
+     "Expected input batch_size (2) to match target batch_size (3)."),
+    ("cross_entropy", [((2, 3), F32), ((2, 1), I64)], {},
+     "0D or 1D target tensor expected, multi-target not supported"),
+    ("cross_entropy", [((2, 3, 4), F32), ((2, 5), I64)], {}, "Expected target size [2, 4], got [2, 5]"),
+])
+def test_index_and_loss_errors_use_pytorch_text(op, specs, attrs, text):
+    with pytest.raises(GraphError) as e:
+        infer_node(op, [TensorSpec(s, d) for s, d in specs], attrs)
+    assert e.value.detail == text
+
+
+def test_index_select_out_of_range_text():
+    g = Graph([x(), Leaf(1, (1,), I64)], [Node(4, "index_select", (0, 1), {"dim": 0})])
+    with pytest.raises(ShapeError) as e:
+        evaluate(plan(g), {0: np.ones((2, 3), F32), 1: np.array([5])}, [4])
+    assert e.value.detail == "index out of range in self"

@@ -7,6 +7,7 @@ import weakref
 
 import numpy as np
 import pytest
+
 from gradserve.engine import Cancelled, Graph, Leaf, Node, backward, evaluate, plan
 
 F64 = np.dtype(np.float64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from engine_util import Const, check
+
 from gradserve.engine import OPS
 
 rng = np.random.default_rng(1234)
@@ -82,6 +83,9 @@ case("clamp_tensor", r(3, 4), r(4) - 1, r(3, 1) + 1, has_min=True, has_max=True)
 case("clamp_tensor", r(3, 4), r(3, 4), r(3, 4), has_min=True, has_max=True)  # min > max in places
 case("clamp_tensor", r(3, 4), r(4), has_min=True)
 case("clamp_tensor", r(3, 4), r(3, 1), has_max=True)
+# a bound broadcasting x up: the x mask takes the output shape (conformance program 237)
+case("clamp_tensor", r(), r(2), has_min=True)
+case("clamp_tensor", r(3), r(2, 1), has_max=True)
 for op, key in (("clamp_min", "min"), ("clamp_max", "max")):
     case(op, r(3, 4), **{key: 0.25})
     case(op, r(3, 4), r(4))
