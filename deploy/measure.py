@@ -65,8 +65,7 @@ def main() -> int:
         victim = dep.replicas_now()[min(1, args.replicas - 1)]
         victim.reload()
         restarts = victim.attrs["RestartCount"]
-        load = dep.start_load("--requests", str(args.requests), "--threads", str(args.threads),
-                              "--interval", "0.08")
+        load = dep.start_load("--requests", str(args.requests), "--threads", "6", "--size", "512")
         done = 0
         while done < args.requests // 3:
             found = re.findall(rb"^progress (\d+)$", load.logs(stdout=True, stderr=False), re.M)
@@ -76,7 +75,8 @@ def main() -> int:
         killed = time.monotonic()
         report = dep.finish_load(load)
         rows.append(("failed requests during a replica kill",
-                     f"{report['failed']} of {report['requests']} (killed after {done}, {how})"))
+                     f"{report['failed']} of {report['requests']} (512x512 requests, killed after {done}, "
+                     f"{how}; {report['attempts'] - report['ok']} client retries, {report['seconds']} s)"))
         if report["errors"]:
             rows.append(("errors", "; ".join(report["errors"][:3])))
         dep.wait_healthy(timeout=300,

@@ -2,7 +2,10 @@
 
 Runs inside a container on the compose network (target dns:///gradserve:50051, round_robin) or on
 the host. Prints `progress N` lines as requests complete, then one JSON line:
-{"ok": .., "failed": .., "errors": [...], "seconds": ..}. Exit status 0 iff nothing failed.
+{"ok": .., "failed": .., "attempts": .., "errors": [...], "seconds": ..}; `attempts` counts RPCs
+sent, so attempts - ok is the number of client retries. Exit status 0 iff nothing failed.
+With --size N each request is the same graph on N x N tensors with a matmul instead of the
+elementwise square, so requests take long enough to be in flight when a replica is killed.
 """
 
 from __future__ import annotations
@@ -20,15 +23,35 @@ import gradserve as torch
 EXPECTED = np.array([[4.5, 6.0], [7.5, 9.0]], dtype=np.float32)   # d mean(3 (x+2)^2) / dx
 
 
-def step() -> None:
-    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
-    y = x + 2
-    z = y * y * 3
+def step(size: int) -> None:
+    if not size:
+        x = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+        y = x + 2
+        z = y * y * 3
+        expected = EXPECTED
+    else:
+        x = torch.ones(size, size, requires_grad=True)
+        y = x + 2
+        z = (y @ y) * 3
+        # d mean(3 y @ y) / dy[i, j] = 3 / n^2 * (row sum + column sum of y) = 3 / n^2 * 6n.
+        expected = np.full((size, size), 18.0 / size, dtype=np.float32)
     out = z.mean()
     out.backward()
     grad = np.asarray(x.grad.numpy())
-    if not np.allclose(grad, EXPECTED):
-        raise AssertionError(f"wrong gradient {grad.tolist()}")
+    if not np.allclose(grad, expected, rtol=1e-4):
+        raise AssertionError(f"wrong gradient {grad.ravel()[:4].tolist()}...")
+
+
+class _Counted:
+    """Counts the calls made through a gRPC multicallable: one per attempt, retries included."""
+
+    def __init__(self, method, counter: dict, lock: threading.Lock) -> None:
+        self._method, self._counter, self._lock = method, counter, lock
+
+    def __call__(self, *args, **kwargs):
+        with self._lock:
+            self._counter["attempts"] += 1
+        return self._method(*args, **kwargs)
 
 
 def main() -> int:
@@ -38,11 +61,17 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=4)
     p.add_argument("--interval", type=float, default=0.0, help="seconds each thread waits between requests")
     p.add_argument("--timeout", type=float, default=30.0, help="per-request deadline, seconds")
+    p.add_argument("--size", type=int, default=0, help="N x N tensors and a matmul (0: the tutorial's 2 x 2)")
     args = p.parse_args()
 
-    torch.connect(args.target, timeout=args.timeout)
+    executor = torch.connect(args.target, timeout=args.timeout)
     lock = threading.Lock()
-    counts = {"ok": 0, "failed": 0}
+    counts = {"ok": 0, "failed": 0, "attempts": 0}
+    # Peeks at the client's stub only to count attempts; the retries themselves are the SDK's own.
+    stub = getattr(executor, "_stub", None)
+    if stub is not None:
+        for name in ("Evaluate", "Backward"):
+            setattr(stub, name, _Counted(getattr(stub, name), counts, lock))
     errors: list[str] = []
     next_index = iter(range(args.requests))
 
@@ -52,7 +81,7 @@ def main() -> int:
                 if next(next_index, None) is None:
                     return
             try:
-                step()
+                step(args.size)
                 outcome = "ok"
             except Exception as e:   # every failure is counted and reported, none is fatal
                 outcome = "failed"

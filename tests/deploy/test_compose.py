@@ -127,8 +127,9 @@ def test_replica_killed_mid_load_no_request_fails_and_it_comes_back(deployment, 
     victim.reload()
     restarts = victim.attrs["RestartCount"]
     before = deployment.served_counts()
-    # Paced so the kill lands in the middle: 4 threads, 300 requests, ~6 s in all.
-    load = deployment.start_load("--requests", "300", "--threads", "4", "--interval", "0.08")
+    # Requests of ~40 ms of compute (512 x 512 matmul, 1 MiB each way) from 6 threads: about two
+    # are in flight on every replica at any moment, so the kill cuts some off mid-request.
+    load = deployment.start_load("--requests", "300", "--threads", "6", "--size", "512")
     deadline = time.monotonic() + 120
     done = 0
     while done < 100:
@@ -140,7 +141,9 @@ def test_replica_killed_mid_load_no_request_fails_and_it_comes_back(deployment, 
     killed_at = time.monotonic()
     progress(f"killed {victim.name} ({how}) after {done} of 300 requests")
     report = deployment.finish_load(load)
-    figures["failed requests during the kill"] = f"{report['failed']} of {report['requests']} ({how})"
+    retried = report["attempts"] - report["ok"]
+    figures["failed requests during the kill"] = (f"{report['failed']} of {report['requests']} ({how}; "
+                                                  f"{retried} client retries)")
     assert report["failed"] == 0, report
     assert report["ok"] == 300
     # The restart policy (not this test) brings the replica back, and it turns healthy again.
@@ -151,8 +154,8 @@ def test_replica_killed_mid_load_no_request_fails_and_it_comes_back(deployment, 
     figures["killed replica healthy again after"] = f"{recovered:.1f} s (restart policy)"
     served = deployment.served_since(before, 300, timeout=5)
     others = {name: n for name, n in served.items() if name != victim.name}
-    progress(f"load finished: {report['ok']} ok, 0 failed; replica back after {recovered:.1f} s; "
-             f"served by the others during the load: {others}")
+    progress(f"load finished: {report['ok']} ok, 0 failed, {retried} retried; replica back after "
+             f"{recovered:.1f} s; served by the others during the load: {others}")
 
 
 def test_scale_up_new_replica_gets_requests_and_scale_down(deployment, progress):
