@@ -278,6 +278,9 @@ def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
                     raise Cancelled("cancelled")
                 p = n_leaves + k
                 g = acc[p]
+                if g is not None and type(g) is not np.ndarray:
+                    # NumPy reduces and adds 0-d arrays to scalars; rules may write into copies of g
+                    g = np.asarray(g)
                 acc[p] = None
                 if p in wanted:  # a copy: backward keeps using g after the caller has it
                     ready.append(_final(wanted[p], None if g is None else g.copy(), specs[p],

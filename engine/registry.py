@@ -96,7 +96,7 @@ def sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
     if axes:
         g = g.sum(axis=axes, keepdims=True)
-    return g.reshape(shape)
+    return np.asarray(g.reshape(shape))   # a full reduction gives a NumPy scalar, not an array
 
 
 def keep_max(a, b):

@@ -179,3 +179,20 @@ def test_linear_skips_gradients_nobody_needs_and_matches_numpy():
     assert out[0] is None
     np.testing.assert_allclose(out[1], np.ones((5, 4)) @ xv)
     np.testing.assert_allclose(out[2], np.full(5, 4.0))
+
+
+def test_zero_dim_gradient_reaching_a_rule_that_writes_into_its_copy():
+    # conformance programs 84/187 (`y = x * 1; y[1] = 2.5`): the value's gradient is summed to 0-d
+    # (a NumPy scalar) and index_put's backward zeroes a copy of it; the overwritten element must
+    # get no gradient through the old value.
+    f32 = np.dtype(np.float32)
+    g = Graph([Leaf(1, (3,), f32, True)], [
+        Node(2, "mul", (1,), {"other": 1}),
+        Node(3, "getitem", (2,), {"index": (1,)}),
+        Node(4, "index_put", (3,), {"index": ("...",), "value": 2.5}),
+        Node(5, "index_put", (2, 4), {"index": (("slice", 1, 2, None),)}),
+        Node(6, "mul", (5,), {"other": 2}),
+        Node(7, "sum", (6,), {})])
+    results = list(backward(plan(g), {1: np.array([1, 2, 3], f32)}, [7], {7: np.array(1, f32)}, [1]))
+    grad = [r.array for r in results if r.kind == "grad"][0]
+    np.testing.assert_array_equal(grad, np.array([2, 0, 2], f32))
