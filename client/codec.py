@@ -424,8 +424,7 @@ def read_results(responses: Iterable[pb.ComputeResponse] | pb.ResponseBatch,
     Takes a response stream or a ResponseBatch. Consumes the final Summary (available in
     `state.summary` when a ReadState is passed).
     """
-    if isinstance(responses, pb.ResponseBatch):
-        responses = responses.messages
+    responses = iter(responses.messages if isinstance(responses, pb.ResponseBatch) else responses)
     state = state if state is not None else ReadState()
     pending = state.open
     for msg in responses:
@@ -467,6 +466,9 @@ def read_results(responses: Iterable[pb.ComputeResponse] | pb.ResponseBatch,
                 i, inc = next(iter(pending.items()))
                 raise WireError(f"tensor {i}: summary after {inc.received} of {inc.flat.nbytes} bytes")
             state.summary = msg.summary
+            # Read to the end, so the call completes (an abandoned call is cancelled on the server).
+            for _ in responses:
+                raise WireError("response message after the Summary")
             return
         else:
             raise WireError("empty response message")

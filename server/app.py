@@ -54,6 +54,7 @@ class RunningServer:
         # (https://github.com/grpc/grpc/blob/master/doc/fork_support.md).
         self.pool = WorkerPool(options.workers, kill_after=options.kill_after)
         self._stopped = threading.Event()
+        self.draining = threading.Event()     # set once new calls are refused
         self._stop_lock = threading.Lock()
         try:
             self._server, self.health, self.port = self._start_grpc(options)
@@ -118,7 +119,9 @@ class RunningServer:
             grace = self.options.shutdown_grace if grace is None else grace
             log.info("shutting down (grace %.1fs)", grace)
             self.health.enter_graceful_shutdown()
-            self._server.stop(grace).wait()
+            done = self._server.stop(grace)
+            self.draining.set()
+            done.wait()
             self._release()
             self._stopped.set()
             log.info("stopped")

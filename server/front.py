@@ -171,7 +171,7 @@ class Front:
         started = time.perf_counter()
         facts = {"request_id": "", "nodes": 0, "in_bytes": 0, "out_bytes": 0, "worker": "",
                  "attempts": 0}
-        status = "OK"
+        status = ""
         self.admission.admit()
         lease = _Lease(self.admission, self.blocks)
         job = None
@@ -218,12 +218,13 @@ class Front:
                     array = None
                 elif event[0] == "done":
                     facts["worker"] = event[3]
+                    status = "OK"     # even if the client hangs up right after the summary
                     yield codec.summary_message(event[1], event[2], event[3])
                     return
                 else:
                     raise event[1]
         except BaseException as e:
-            status = errors.status_for(e)[0].name
+            status = status or errors.status_for(e)[0].name
             raise
         finally:
             buf = None
