@@ -71,7 +71,9 @@ def image(docker_client, compose, progress, figures):
 @pytest.fixture(scope="module")
 def deployment(docker_client, compose, image, progress, figures):
     """A fresh compose project (unique name) with 3 replicas, up and healthy."""
-    dep = harness.Deployment(docker_client, compose, image, log=progress)
+    # Short connection age, so a running client finds a scaled-up replica within the test.
+    dep = harness.Deployment(docker_client, compose, image, log=progress,
+                             extra_env={"GRADSERVE_MAX_CONNECTION_AGE": "5"})
     progress(f"compose project {dep.project} with {' '.join(compose)}")
     try:
         dep.up()

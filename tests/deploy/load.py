@@ -3,7 +3,8 @@
 Runs inside a container on the compose network (target dns:///gradserve:50051, round_robin) or on
 the host. Prints `progress N` lines as requests complete, then one JSON line:
 {"ok": .., "failed": .., "attempts": .., "errors": [...], "seconds": ..}; `attempts` counts RPCs
-sent, so attempts - ok is the number of client retries. Exit status 0 iff nothing failed.
+sent, so attempts - ok is the number of client retries. SIGTERM stops it early (no new requests;
+the report says "stopped": true). Exit status 0 iff nothing failed.
 With --size N each request is the same graph on N x N tensors with a matmul instead of the
 elementwise square, so requests take long enough to be in flight when a replica is killed.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 import time
@@ -74,9 +76,11 @@ def main() -> int:
             setattr(stub, name, _Counted(getattr(stub, name), counts, lock))
     errors: list[str] = []
     next_index = iter(range(args.requests))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     def worker() -> None:
-        while True:
+        while not stop.is_set():
             with lock:
                 if next(next_index, None) is None:
                     return
@@ -94,18 +98,20 @@ def main() -> int:
             if done % 10 == 0:
                 print(f"progress {done}", flush=True)
             if args.interval:
-                time.sleep(args.interval)
+                stop.wait(args.interval)
 
     started = time.monotonic()
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(args.threads)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        while t.is_alive():   # join in slices, so the main thread can run the SIGTERM handler
+            t.join(0.2)
     report = dict(counts, errors=errors, seconds=round(time.monotonic() - started, 3),
-                  requests=args.requests, threads=args.threads)
+                  requests=args.requests, threads=args.threads, stopped=stop.is_set())
     print(json.dumps(report), flush=True)
-    return 0 if counts["failed"] == 0 and counts["ok"] == args.requests else 1
+    complete = stop.is_set() or counts["ok"] == args.requests
+    return 0 if counts["failed"] == 0 and complete else 1
 
 
 if __name__ == "__main__":

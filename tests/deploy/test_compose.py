@@ -130,13 +130,7 @@ def test_replica_killed_mid_load_no_request_fails_and_it_comes_back(deployment, 
     # Requests of ~40 ms of compute (512 x 512 matmul, 1 MiB each way) from 6 threads: about two
     # are in flight on every replica at any moment, so the kill cuts some off mid-request.
     load = deployment.start_load("--requests", "300", "--threads", "6", "--size", "512")
-    deadline = time.monotonic() + 120
-    done = 0
-    while done < 100:
-        assert time.monotonic() < deadline, load.logs().decode(errors="replace")
-        found = re.findall(rb"^progress (\d+)$", load.logs(stdout=True, stderr=False), re.M)
-        done = int(found[-1]) if found else 0
-        time.sleep(0.05)
+    done = _wait_progress(load, 100)
     how = deployment.crash(victim)
     killed_at = time.monotonic()
     progress(f"killed {victim.name} ({how}) after {done} of 300 requests")
@@ -158,20 +152,46 @@ def test_replica_killed_mid_load_no_request_fails_and_it_comes_back(deployment, 
              f"{recovered:.1f} s; served by the others during the load: {others}")
 
 
-def test_scale_up_new_replica_gets_requests_and_scale_down(deployment, progress):
+def test_scale_up_a_running_client_finds_the_new_replica_then_scale_down(deployment, figures, progress):
+    # One long-lived client, paced: it must discover the new replica by itself. Servers close
+    # connections after GRADSERVE_MAX_CONNECTION_AGE seconds, the client re-resolves DNS (gRPC
+    # allows that once per 30 s by default) and round_robin adds the new address.
+    load = deployment.start_load("--requests", "5000", "--threads", "2", "--interval", "0.05")
+    _wait_progress(load, 20)
+    scaled_at = time.monotonic()
     deployment.scale(4)
-    healthy = deployment.wait_healthy(4)
-    assert len(deployment.published_ports()) == 4
-    before = deployment.served_counts()
-    report = deployment.finish_load(deployment.start_load("--requests", "200", "--threads", "4"))
+    deployment.wait_healthy(4)
+    [new] = [c for c in deployment.replicas_now() if c.labels["com.docker.compose.container-number"] == "4"]
+    deadline = time.monotonic() + 120
+    while not harness.SERVED.search(new.logs().decode(errors="replace")):
+        assert time.monotonic() < deadline, "the running client never sent a request to the new replica"
+        load.reload()
+        assert load.status == "running", load.logs().decode(errors="replace")[-3000:]
+        time.sleep(0.25)
+    found = time.monotonic() - scaled_at
+    load.stop(timeout=30)   # SIGTERM: the load stops issuing requests and reports
+    report = deployment.finish_load(load)
     assert report["failed"] == 0, report
-    served = deployment.served_since(before, 200)
-    per_replica = {c.name: served[c.name] for c in healthy}
-    progress(f"after scaling to 4: {per_replica}")
-    assert all(n > 0 for n in per_replica.values()), per_replica
+    progress(f"scaled to 4: the running client reached the new replica {found:.1f} s after "
+             f"`--scale`; {report['ok']} requests, 0 failed, {report['attempts'] - report['ok']} retried")
+    figures["new replica used by a running client"] = f"{found:.1f} s after scale-up (connection age 5 s)"
+    assert len(deployment.published_ports()) == 4
+
     deployment.scale(3)
     assert len([c for c in deployment.replicas_now() if c.status == "running"]) == 3
     deployment.wait_healthy(3)
+
+
+def _wait_progress(load, at_least: int, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = re.findall(rb"^progress (\d+)$", load.logs(stdout=True, stderr=False), re.M)
+        done = int(found[-1]) if found else 0
+        if done >= at_least:
+            return done
+        load.reload()
+        assert load.status == "running" and time.monotonic() < deadline, load.logs().decode(errors="replace")
+        time.sleep(0.05)
 
 
 def test_teardown_leaves_no_containers_networks_or_volumes(deployment):
