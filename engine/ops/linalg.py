@@ -46,6 +46,12 @@ def _bmm_error(batch: int, k: int, b0: int, b1: int) -> ShapeError:
                       f"but got: [{b0}, {b1}].")
 
 
+def _dot_dtypes(a: TensorSpec, b: TensorSpec) -> None:
+    if a.dtype != b.dtype:
+        raise DTypeError(f"dot : expected both vectors to have same dtype, but found "
+                         f"{TORCH_NAMES[a.dtype.name]} and {TORCH_NAMES[b.dtype.name]}")
+
+
 def _mismatch(a: TensorSpec, b: TensorSpec) -> ShapeError:
     """PyTorch's error for operands matmul cannot multiply, following at::matmul's dispatch: dot,
     mv, mm, a batch folded into mm/mv (a >= 3-D by a 1-D/2-D operand), else broadcast + bmm."""
@@ -95,10 +101,11 @@ def swap(m: np.ndarray) -> np.ndarray:
 
 def matmul_infer(specs, attrs):
     a, b = specs
-    dtype = _same_dtype(specs)
     if a.ndim == 0 or b.ndim == 0:
         raise ShapeError(f"both arguments to matmul need to be at least 1D, but they are "
                          f"{a.ndim}D and {b.ndim}D")
+    if a.ndim == 1 and b.ndim == 1:   # dot: dtypes are checked before sizes, elsewhere after
+        _dot_dtypes(a, b)
     a2 = (1,) + a.shape if a.ndim == 1 else a.shape
     b2 = b.shape + (1,) if b.ndim == 1 else b.shape
     try:
@@ -109,7 +116,7 @@ def matmul_infer(specs, attrs):
         raise _mismatch(a, b)
     rows = (a2[-2],) if a.ndim > 1 else ()
     cols = (b2[-1],) if b.ndim > 1 else ()
-    return TensorSpec(batch + rows + cols, dtype)
+    return TensorSpec(batch + rows + cols, _same_dtype(specs))
 
 
 def _matmul_backward(g, xs, out, attrs, needs_input_grad=(True, True)):
@@ -147,9 +154,6 @@ def _fixed_rank(op: str, ndims: tuple[int, int]):
         a, b = specs
         if op == "bmm" and (a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]):
             raise _bmm_error(a.shape[0], a.shape[2], b.shape[0], b.shape[1])
-        if op == "dot" and a.dtype != b.dtype:
-            raise DTypeError(f"dot : expected both vectors to have same dtype, but found "
-                             f"{TORCH_NAMES[a.dtype.name]} and {TORCH_NAMES[b.dtype.name]}")
         return matmul_infer(specs, attrs)
     return infer
 
@@ -176,7 +180,6 @@ register("outer", arity=2, infer=outer_infer, saves=(INPUTS,),
 
 def linear_infer(specs, attrs):
     x, w = specs[0], specs[1]
-    dtype = _same_dtype(specs)
     if w.ndim != 2 or x.ndim == 0:
         raise ShapeError(f"shapes {x.shape} and {w.shape[::-1]} cannot be multiplied")
     if x.shape[-1] != w.shape[1]:
@@ -184,7 +187,7 @@ def linear_infer(specs, attrs):
     shape = x.shape[:-1] + (w.shape[0],)
     if len(specs) == 3 and not _expands_to(specs[2].shape, shape):
         raise ShapeError(_expand_error(specs[2].shape, shape))
-    return TensorSpec(shape, dtype)
+    return TensorSpec(shape, _same_dtype(specs))
 
 
 def _expands_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:

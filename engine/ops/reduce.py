@@ -396,7 +396,14 @@ def _norm_backward(g, xs, out, attrs):
         if p == 2:
             scale = np.where(nx == 0, 0, gx / nx)
             return (x * scale,)
+        # torch's norm_backward: sgn(x)|x|^(p-1) for p < 2 (0 at x == 0, also when p < 1, where
+        # the power is infinite there), x|x|^(p-2) above; the scale is 0 where the norm is 0
+        if p < 1:
+            scaled = np.where(x == 0, 0, np.sign(x) * np.abs(x) ** (p - 1))
+            return (scaled * np.where(nx == 0, 0, gx * nx ** (1 - p)),)
         scale = np.where(nx == 0, 0, gx / nx ** (p - 1))
+        if p < 2:
+            return (np.sign(x) * np.abs(x) ** (p - 1) * scale,)
         return (x * np.abs(x) ** (p - 2) * scale,)
 
 

@@ -260,3 +260,16 @@ def test_signed_zero_ties_follow_pytorch(op, inputs, attrs, expected):
     out = forward(op, *inputs, **attrs)
     np.testing.assert_array_equal(out, expected)
     assert (np.signbit(out) == np.signbit(expected)).all()
+
+
+# p-norm gradients where the norm or an element is zero (conformance: norm(p=1.5) of zeros gave NaN)
+@pytest.mark.parametrize("p, x, expected", [
+    (1.5, a(0, 0), a(0, 0)),
+    (0.5, a(0, 0), a(0, 0)),
+    (3.0, a(0, 0), a(0, 0)),
+    (1.5, a(0, 2, -1), a(0, 0.9040, -0.6392)),
+    (0.5, a(0, 2, -1), a(0, 1.7071, -2.4142)),
+])
+def test_p_norm_gradient_at_zeros(p, x, expected):
+    (g,) = grads("norm", x, p=p)
+    np.testing.assert_allclose(g, expected, atol=1e-4)

@@ -209,3 +209,19 @@ def test_index_select_out_of_range_text():
     with pytest.raises(ShapeError) as e:
         evaluate(plan(g), {0: np.ones((2, 3), F32), 1: np.array([5])}, [4])
     assert e.value.detail == "index out of range in self"
+
+
+@pytest.mark.parametrize("op, a, b, text", [
+    # shapes are checked before dtypes (conformance program: float64 vector @ float32 matrix) ...
+    ("matmul", (3,), (4, 2), "mat1 and mat2 shapes cannot be multiplied (1x3 and 4x2)"),
+    ("mm", (3, 3), (4, 2), "mat1 and mat2 shapes cannot be multiplied (3x3 and 4x2)"),
+    ("linear", (3, 3), (2, 4), "mat1 and mat2 shapes cannot be multiplied (3x3 and 4x2)"),
+    ("matmul", (2, 3), (4,), "size mismatch, got input (2), mat (2x3), vec (4)"),
+    # ... except by dot
+    ("matmul", (3,), (4,), "dot : expected both vectors to have same dtype, but found Float and Double"),
+    ("dot", (3,), (4,), "dot : expected both vectors to have same dtype, but found Float and Double"),
+])
+def test_matmul_family_checks_shapes_before_dtypes(op, a, b, text):
+    with pytest.raises(GraphError) as e:
+        infer_node(op, [TensorSpec(a, F32), TensorSpec(b, np.dtype(np.float64))], {})
+    assert e.value.detail == text
