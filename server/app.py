@@ -17,7 +17,7 @@ from concurrent import futures
 
 from .options import Options
 from .pool import WorkerPool
-from .shm import BlockPool
+from .shm import SHM_DIR, BlockPool
 from .worker import BLAS_ENV
 
 log = logging.getLogger("gradserve.server")
@@ -38,6 +38,27 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _fit_shared_memory(options: Options) -> Options:
+    """Cap the bytes in flight to what /dev/shm can hold.
+
+    NOTE: Docker gives containers a 64 MiB /dev/shm by default (`shm_size` raises it). Blocks are
+    created sparse, so an oversized one only fails when written, with SIGBUS in the front process.
+    """
+    try:
+        st = os.statvfs(SHM_DIR)
+    except OSError:
+        return options
+    room = st.f_bavail * st.f_frsize
+    if options.max_inflight_bytes + options.shm_cache_bytes <= room:
+        return options
+    capped = max(room * 3 // 4, 1 << 20)
+    log.warning("%s has %d bytes free: limiting max_inflight_bytes to %d and shm_cache_bytes to "
+                "%d (raise the container's shm_size to allow more)", SHM_DIR, room,
+                min(options.max_inflight_bytes, capped), min(options.shm_cache_bytes, capped))
+    return options.replace(max_inflight_bytes=min(options.max_inflight_bytes, capped),
+                           shm_cache_bytes=min(options.shm_cache_bytes, capped))
+
+
 class RunningServer:
     """A started server: `.address` ("host:port"), `.port`, `.stop(grace)`; a context manager."""
 
@@ -49,6 +70,7 @@ class RunningServer:
             os.environ[name] = str(options.blas_threads)
         # Start the resource tracker (a helper process) now, before gRPC has threads.
         multiprocessing.resource_tracker.ensure_running()
+        options = self.options = _fit_shared_memory(options)
         self.blocks = BlockPool(options.shm_cache_bytes)
         # NOTE: workers are spawned before gRPC is imported or initialised in this module
         # (https://github.com/grpc/grpc/blob/master/doc/fork_support.md).

@@ -143,3 +143,12 @@ def test_one_request_over_one_gibibyte(shared_server):
     np.testing.assert_array_equal(got[:1000], b[:1000] + 1)
     np.testing.assert_array_equal(got[-1000:], b[-1000:] + 1)
     assert np.array_equal(got, b + 1)
+
+
+def test_inflight_bytes_are_capped_to_what_dev_shm_holds(monkeypatch):
+    from gradserve.server.app import _fit_shared_memory
+
+    small = os.statvfs_result((4096, 4096, 0, 0, 16384, 0, 0, 0, 0, 255))     # 64 MiB free
+    monkeypatch.setattr(os, "statvfs", lambda path: small)
+    fitted = _fit_shared_memory(server.Options())
+    assert fitted.max_inflight_bytes == fitted.shm_cache_bytes == 48 * 1024 * 1024
