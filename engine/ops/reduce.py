@@ -127,6 +127,8 @@ def _prod_backward(g, xs, out, attrs):
     """d prod / d x_i is the product of the others: exclusive prefix times suffix products, which
     stays exact when some x are zero (unlike out / x)."""
     x = xs[0]
+    if x.size == 0:   # nothing to differentiate (the product of nothing is 1)
+        return (np.zeros(x.shape, g.dtype),)
     dim = _prod_dim(attrs, x.ndim)
     moved = x.reshape(-1) if dim is None else np.moveaxis(x, dim, -1)
     ones = np.ones(moved.shape[:-1] + (1,), x.dtype)
@@ -164,10 +166,11 @@ def _var(xs, attrs):
     dims = norm_dims(attrs.get("dim"), x.ndim)
     ddof = _correction(attrs)
     with np.errstate(invalid="ignore", divide="ignore"):
-        v = np.var(x, axis=dims, ddof=ddof, keepdims=bool(attrs.get("keepdim")))
         if _count(x, attrs) - ddof <= 0:  # torch divides by max(0, N - correction)
             v = np.sum((x - x.mean(axis=dims, keepdims=True)) ** 2, axis=dims,
                        keepdims=bool(attrs.get("keepdim"))) / x.dtype.type(0)
+        else:   # (np.var would warn about the degrees of freedom above)
+            v = np.var(x, axis=dims, ddof=ddof, keepdims=bool(attrs.get("keepdim")))
     return np.asarray(v, x.dtype)
 
 
@@ -185,8 +188,10 @@ register("var", infer=var_infer, forward=_var, saves=(INPUTS,),
 
 
 def _std_backward(g, xs, out, attrs):
+    # torch's std_backward: grad / (2 * std), masked to 0 where std == 0 (constant slices)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (expand_back(g / out, xs[0], attrs) * _centered_scale(xs[0], attrs),)
+        scale = np.where(out == 0, out.dtype.type(0), g / out)
+        return (expand_back(scale, xs[0], attrs) * _centered_scale(xs[0], attrs),)
 
 
 register("std", infer=var_infer, backward=_std_backward,

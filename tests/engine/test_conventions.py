@@ -273,3 +273,21 @@ def test_signed_zero_ties_follow_pytorch(op, inputs, attrs, expected):
 def test_p_norm_gradient_at_zeros(p, x, expected):
     (g,) = grads("norm", x, p=p)
     np.testing.assert_allclose(g, expected, atol=1e-4)
+
+
+def test_std_gradient_of_a_constant_slice_is_zero():
+    # conformance: std over equal values gave NaN; torch masks grad / (2 std) where std == 0
+    x = np.array([[1, 1, 1], [1, 2, 4]], F32)
+    (g,) = grads("std", x, dim=1)
+    np.testing.assert_allclose(g, np.array([[0, 0, 0], [-0.4364, -0.1091, 0.5455]], F32), atol=1e-4)
+    (g,) = grads("std", a(2, 2))
+    np.testing.assert_array_equal(g, a(0, 0))
+    (g,) = grads("std", a(2))            # one element: N - 1 = 0, NaN as in torch
+    assert np.isnan(g).all()
+
+
+@pytest.mark.parametrize("shape, attrs", [((0,), {}), ((3, 0), {"dim": 1}), ((0, 3), {"dim": 1})])
+def test_prod_gradient_of_an_empty_tensor(shape, attrs):
+    # conformance: prod over a masked selection with no elements failed in backward
+    (g,) = grads("prod", np.zeros(shape, F32), **attrs)
+    assert g.shape == shape
