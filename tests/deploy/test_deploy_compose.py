@@ -110,19 +110,19 @@ def test_load_from_the_host_through_every_published_port(deployment):
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
 
 
-def test_300_requests_are_spread_over_every_replica(deployment, figures, progress):
+def test_300_requests_are_spread_over_every_replica(deployment, progress):
     before = deployment.served_counts()
     report = deployment.finish_load(deployment.start_load("--requests", "300", "--threads", "4"))
     assert report["failed"] == 0 and report["ok"] == 300, report
     per_replica = deployment.served_since(before, 300)
     progress(f"300 requests over round_robin in {report['seconds']} s: {per_replica}")
-    figures["requests per replica (300, round_robin)"] = ", ".join(map(str, per_replica.values()))
+    deployment.figures["requests per replica (300, round_robin)"] = ", ".join(map(str, per_replica.values()))
     assert len(per_replica) == 3
     assert all(n > 0 for n in per_replica.values()), per_replica
     assert sum(per_replica.values()) >= 300
 
 
-def test_replica_killed_mid_load_no_request_fails_and_it_comes_back(deployment, figures, progress):
+def test_replica_killed_mid_load_no_request_fails_and_it_comes_back(deployment, progress):
     victim = deployment.replicas_now()[1]
     victim.reload()
     restarts = victim.attrs["RestartCount"]
@@ -136,8 +136,8 @@ def test_replica_killed_mid_load_no_request_fails_and_it_comes_back(deployment, 
     progress(f"killed {victim.name} ({how}) after {done} of 300 requests")
     report = deployment.finish_load(load)
     retried = report["attempts"] - report["ok"]
-    figures["failed requests during the kill"] = (f"{report['failed']} of {report['requests']} ({how}; "
-                                                  f"{retried} client retries)")
+    deployment.figures["failed requests during the kill"] = (
+        f"{report['failed']} of {report['requests']} ({how}; {retried} client retries)")
     assert report["failed"] == 0, report
     assert report["ok"] == 300
     # The restart policy (not this test) brings the replica back, and it turns healthy again.
@@ -145,14 +145,14 @@ def test_replica_killed_mid_load_no_request_fails_and_it_comes_back(deployment, 
         predicate=lambda c: c.id != victim.id or c.attrs["RestartCount"] > restarts)
     recovered = time.monotonic() - killed_at
     assert victim.id in {c.id for c in back}
-    figures["killed replica healthy again after"] = f"{recovered:.1f} s (restart policy)"
+    deployment.figures["killed replica healthy again after"] = f"{recovered:.1f} s (restart policy)"
     served = deployment.served_since(before, 300, timeout=5)
     others = {name: n for name, n in served.items() if name != victim.name}
     progress(f"load finished: {report['ok']} ok, 0 failed, {retried} retried; replica back after "
              f"{recovered:.1f} s; served by the others during the load: {others}")
 
 
-def test_scale_up_a_running_client_finds_the_new_replica_then_scale_down(deployment, figures, progress):
+def test_scale_up_a_running_client_finds_the_new_replica_then_scale_down(deployment, progress):
     # One long-lived client, paced: it must discover the new replica by itself. Servers close
     # connections after GRADSERVE_MAX_CONNECTION_AGE seconds, the client re-resolves DNS (gRPC
     # allows that once per 30 s by default) and round_robin adds the new address.
@@ -174,7 +174,8 @@ def test_scale_up_a_running_client_finds_the_new_replica_then_scale_down(deploym
     assert report["failed"] == 0, report
     progress(f"scaled to 4: the running client reached the new replica {found:.1f} s after "
              f"`--scale`; {report['ok']} requests, 0 failed, {report['attempts'] - report['ok']} retried")
-    figures["new replica used by a running client"] = f"{found:.1f} s after scale-up (connection age 5 s)"
+    deployment.figures["new replica used by a running client"] = (
+        f"{found:.1f} s after scale-up (connection age 5 s)")
     assert len(deployment.published_ports()) == 4
 
     deployment.scale(3)
