@@ -93,11 +93,11 @@ class RunningServer:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
         from grpc_reflection.v1alpha import reflection
 
-        from gradserve.v1 import gradserve_pb2, gradserve_pb2_grpc
+        from gradserve.v1 import gradserve_pb2
 
         from .errors import ErrorInterceptor
         from .front import Front
-        from .service import GradientsServicer
+        from .service import GradientsServicer, add_to_server
 
         self.front = Front(o, self.pool, self.blocks)
         server = grpc.server(
@@ -113,7 +113,7 @@ class RunningServer:
                 ("grpc.max_connection_age_ms", int(o.max_connection_age * 1000)),
                 ("grpc.max_connection_age_grace_ms", int(o.max_connection_age_grace * 1000)),
             ])
-        gradserve_pb2_grpc.add_GradientsServicer_to_server(GradientsServicer(self.front), server)
+        add_to_server(GradientsServicer(self.front), server)
         health_servicer = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection([

@@ -189,7 +189,9 @@ class Front:
             if layout.size:
                 lease.block = self.blocks.acquire(layout.size)
             buf = lease.block.buf if lease.block is not None else None
+            uploading = time.perf_counter()
             reader.read_into(layout.buffers(buf))
+            facts["upload_ms"] = round((time.perf_counter() - uploading) * 1e3, 2)
             facts["in_bytes"] = sum(t.nbytes for t in head.tensors)
             job = Job(head.request_id)
             job.payload = pickle.dumps(JobSpec(
@@ -214,7 +216,7 @@ class Front:
                     slot = layout.results[event[1]]
                     array = result_view(buf, slot) if event[2] else None
                     facts["out_bytes"] += array.nbytes if array is not None else 0
-                    yield from codec.result_messages(slot.kind, slot.id, array)
+                    yield from codec.result_messages(slot.kind, slot.id, array, frames=not batch)
                     array = None
                 elif event[0] == "done":
                     facts["worker"] = event[3]
