@@ -475,7 +475,8 @@ def _elu_coefs(attrs):
 def _elu(xs, attrs):
     x = xs[0]
     alpha, scale, input_scale = _elu_coefs(attrs)
-    neg = alpha * np.expm1(np.minimum(x, 0) * input_scale)
+    # keep_min: elu(-0.0) is -0.0 in PyTorch (expm1 of the input itself)
+    neg = alpha * np.expm1(keep_min(x, x.dtype.type(0)) * input_scale)
     return scale * np.where(x > 0, x, neg)
 
 

@@ -255,6 +255,7 @@ def test_pad_and_smooth_l1_values():
     ("max_dim", [a(0.0, -0.0, -0.0, -0.0).reshape(2, 2)], {"dim": 0}, a(0.0, -0.0)),
     ("min_dim", [a(-0.0, 0.0)], {"dim": 0}, np.array(-0.0, F32)),
     ("maximum", [a(np.nan, 1.0), a(1.0, np.nan)], {}, a(np.nan, np.nan)),
+    ("elu", [a(-0.0, 0.0)], {}, a(-0.0, 0.0)),
 ])
 def test_signed_zero_ties_follow_pytorch(op, inputs, attrs, expected):
     out = forward(op, *inputs, **attrs)
