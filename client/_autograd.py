@@ -1,10 +1,12 @@
-"""Reverse mode on the client: grad_fn nodes, saved-tensor checks, and backward as one request.
+"""Reverse mode on the client: grad_fn nodes, saved-tensor checks, and backward as requests.
 
 The client keeps PyTorch's bookkeeping (grad_fn objects, leaves, hooks, retain_grad, version
 counters, freed graphs); the executor computes. `execute` turns the autograd graph reachable from
 the roots into one engine graph: each grad_fn becomes a node, each use of a leaf that requires
 grad becomes an engine leaf that gradients flow into, and every other input becomes a constant
-(its known value, or the nodes computing it).
+(its known value, or the nodes computing it). Where Python must run in the middle of the pass
+(a custom Function's backward, a hook on a non-leaf that changes its gradient) the pass is cut:
+one more request, seeded with the gradient leaving the cut, carries it on.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class Node:
 
     __slots__ = ("_op", "_attrs", "_inputs", "_edges", "_out", "_refs", "_saves", "_freed",
                  "_tensor", "_metadata", "__weakref__")
+    _is_function = False           # a custom autograd.Function: backward runs on the client
 
     def __init__(self, op: str | None, attrs, inputs: tuple, edges: tuple, out) -> None:
         self._op = op
@@ -88,9 +91,14 @@ class Node:
     def name(self) -> str:
         return type(self).__name__
 
+    def _output_tensors(self) -> tuple:
+        t = self._tensor() if self._tensor is not None else None
+        return (t,) if t is not None else ()
+
     @property
     def next_functions(self) -> tuple:
-        edges = tuple((e, 0) for e in self._edges)
+        edges = tuple((e, e._output_index(x) if e is not None and e._is_function else 0)
+                      for e, x in zip(self._edges, self._inputs, strict=True))
         if self._op in _WRAPPED_SCALAR_OPS and "other" in self._attrs:
             # torch wraps the Python scalar of `a * 2` in a tensor: an input with no gradient.
             edges += ((None, 0),)
@@ -101,6 +109,10 @@ class Node:
         if self._metadata is None:
             self._metadata = {}
         return self._metadata
+
+    def _free(self) -> None:
+        """Backward without retain_graph is done with this node: its saved tensors are gone."""
+        self._freed = True
 
     def _check_saved(self) -> None:
         if self._freed and self._saves:
@@ -220,54 +232,95 @@ def make_seeds(roots: Sequence["Tensor"], grads: Sequence) -> list:
 
 
 class _Plan:
-    """One backward request: the engine graph and where each result goes."""
+    """One backward's engine graph and where each gradient shows up in it.
+
+    A Function node is a cut: each of its outputs is an engine leaf that requires grad (so the
+    gradient arriving there can be requested), and the gradient leaving it is a later request
+    seeded at its inputs.
+    """
 
     def __init__(self) -> None:
         self.builder = _graph.GraphBuilder()
         self.node_ids: dict[int, int] = {}                 # id(grad_fn) -> engine id
         self.leaf_ids: dict[int, list[int]] = {}           # id(AccumulateGrad) -> engine leaf ids
+        self.fn_outputs: dict[int, list[int | None]] = {}  # id(Function node) -> output leaf ids
+        self.fn_inputs: dict[int, list[int | None]] = {}   # id(Function node) -> input engine ids
         self.root_ids: list[int] = []
+        self._seen_leaf: dict[tuple[int, int], int] = {}
+
+    def leaf_input(self, acc: AccumulateGrad, expr) -> int:
+        key = (id(acc), expr.id)
+        i = self._seen_leaf.get(key)
+        if i is None:
+            i = self._seen_leaf[key] = self.builder.add_leaf(expr.value, requires_grad=True)
+            self.leaf_ids.setdefault(id(acc), []).append(i)
+        return i
+
+    def source(self, edge: Node, expr) -> int:
+        """The engine id whose gradient is the gradient flowing into `edge` for value `expr`."""
+        if isinstance(edge, AccumulateGrad):
+            return self.leaf_input(edge, expr)
+        if edge._is_function:
+            return self.fn_outputs[id(edge)][edge._output_index(expr)]
+        return self.node_ids[id(edge)]
+
+    def slot(self, t: "Tensor") -> int | None:
+        """The engine id carrying the gradient of non-leaf `t` (None if not in this graph)."""
+        fn = t._grad_fn
+        if fn._is_function:
+            outs = self.fn_outputs.get(id(fn))
+            return None if outs is None else outs[fn._output_index(t._expr)]
+        return self.node_ids.get(id(fn))
 
 
 def _build(nodes: list[Node], roots: Sequence["Tensor"]) -> _Plan:
     plan = _Plan()
     b = plan.builder
-    seen_leaf: dict[tuple[int, int], int] = {}
-
-    def leaf_input(acc: AccumulateGrad, expr) -> int:
-        key = (id(acc), expr.id)
-        i = seen_leaf.get(key)
-        if i is None:
-            i = seen_leaf[key] = b.add_leaf(expr.value, requires_grad=True)
-            plan.leaf_ids.setdefault(id(acc), []).append(i)
-        return i
-
     for n in nodes:
-        ins = []
-        for e, x in zip(n._edges, n._inputs, strict=True):
-            if e is None:
-                ins.append(b.constant(x))
-            elif isinstance(e, AccumulateGrad):
-                ins.append(leaf_input(e, x))
-            else:
-                ins.append(plan.node_ids[id(e)])
+        if n._is_function:
+            plan.fn_outputs[id(n)] = [None if x is None else b.add_leaf(x.value, requires_grad=True)
+                                      for x in n._outputs]
+            plan.fn_inputs[id(n)] = [None if e is None else plan.source(e, x)
+                                     for e, x in zip(n._edges, n._inputs, strict=True)]
+            continue
+        ins = [b.constant(x) if e is None else plan.source(e, x)
+               for e, x in zip(n._edges, n._inputs, strict=True)]
         plan.node_ids[id(n)] = b.add_node(n._op, ins, n._attrs)
     for r in roots:
         fn = r._grad_fn
-        if fn is not None:
-            plan.root_ids.append(plan.node_ids[id(fn)])
-        else:
-            plan.root_ids.append(leaf_input(r._accumulate_grad(), r._expr))
+        plan.root_ids.append(plan.leaf_input(r._accumulate_grad(), r._expr) if fn is None
+                             else plan.source(fn, r._expr))
     return plan
+
+
+def _reaching_functions(nodes: list[Node], wanted_leaves: dict, watched_fns: set[int]) -> set[int]:
+    """The Function nodes whose backward must run: a gradient leaving them reaches a wanted leaf
+    or a watched tensor. (`nodes` lists inputs before the nodes using them.)"""
+    leads: dict[int, bool] = {}
+    functions: set[int] = set()
+    for n in nodes:
+        below = any(id(e) in wanted_leaves if isinstance(e, AccumulateGrad) else leads[id(e)]
+                    for e in n._edges if e is not None)
+        leads[id(n)] = below or id(n) in watched_fns
+        if n._is_function and below:
+            functions.add(id(n))
+    return functions
 
 
 def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tensor"] | None, *,
             accumulate: bool, retain_graph: bool, create_graph: bool) -> list[np.ndarray | None]:
-    """Run backward from `roots` in one request (plus one per hook that changes a gradient).
+    """Run backward from `roots`: one request, plus one per cut that changes or creates gradients.
 
     With `accumulate` (Tensor.backward), gradients go into `.grad` of the leaves (only `targets`
     if given) and of tensors that retain their grad; otherwise (autograd.grad) the gradients of
     `targets` are returned.
+
+    The first request computes every gradient the engine can reach from the roots. The cuts are
+    then visited outputs first: a custom Function runs its Python backward on the gradient that
+    reached its outputs and a request seeded at its inputs carries the result on; a hook on a
+    non-leaf that changes its gradient sends the change on from there (by linearity). Each
+    follow-up adds into the gradients already received, so a cut sees its final gradient once
+    every cut above it has been visited.
     """
     from ._tensor import Tensor
     if create_graph:
@@ -279,7 +332,6 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
     for n in nodes:
         n._check_saved()
 
-    # What the request must return: leaf gradients, and the gradient at hooked/retaining tensors.
     leaves: dict[int, AccumulateGrad] = {}
     for n in nodes:
         for e in n._edges:
@@ -288,54 +340,61 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
     for s in starts:
         if isinstance(s, AccumulateGrad):
             leaves[id(s)] = s
-    tensor_of: dict[int, Tensor] = {}          # id(grad_fn) -> the live tensor it produced
+    produced: list[Tensor] = []            # live non-leaf tensors whose grad_fn is in the graph
     for n in nodes:
-        t = n._tensor() if n._tensor is not None else None
-        if t is not None and t._grad_fn is n:
-            tensor_of[id(n)] = t
+        for t in n._output_tensors():
+            if t is not None and t._grad_fn is n:
+                produced.append(t)
 
+    # Non-leaf tensors whose gradient is reported back: targets, retained grads and hooks.
     if targets is not None:
         wanted_leaves = {}
-        wanted_nodes = {}
         for t in targets:
             if t._grad_fn is None:
                 acc = t._accumulate_grad()
                 wanted_leaves[id(acc)] = acc
-            else:
-                wanted_nodes[id(t._grad_fn)] = t
+        watched = [t for t in targets if t._grad_fn is not None]
     else:
         wanted_leaves = leaves
-        wanted_nodes = {}
+        watched = []
     if accumulate:
-        for k, t in tensor_of.items():
-            if t._retains_grad:
-                wanted_nodes.setdefault(k, t)
-    hooked = [n for n in nodes if id(n) in tensor_of and tensor_of[id(n)]._hooks]
-    for n in hooked:
-        wanted_nodes.setdefault(id(n), tensor_of[id(n)])
+        watched += [t for t in produced if t._retains_grad]
+    hooked = [t for t in produced if t._hooks]
+    watched += hooked
+    needed = _reaching_functions(nodes, wanted_leaves, {id(t._grad_fn) for t in watched})
 
     # Values every request needs before it can be sent: leaves whose value is still lazy (e.g.
-    # `requires_grad_()` on a computed tensor) and lazy seeds.
-    pending = [acc_input for n in nodes for e, acc_input in zip(n._edges, n._inputs, strict=True)
+    # `requires_grad_()` on a computed tensor), Function outputs (leaves of the request) and seeds.
+    pending = [x for n in nodes for e, x in zip(n._edges, n._inputs, strict=True)
                if isinstance(e, AccumulateGrad)]
     pending += [r._expr for r, s in zip(roots, starts, strict=True) if isinstance(s, AccumulateGrad)]
     pending += [s._expr for s in seeds if isinstance(s, Tensor)]
+    pending += [x for n in nodes if n._is_function for x in n._outputs if x is not None]
     _graph.materialize(pending)
 
     plan = _build(nodes, roots)
-    seed_arrays = {}
+    seed_arrays: dict[int, np.ndarray] = {}
     for rid, r, s in zip(plan.root_ids, roots, seeds, strict=True):
         spec = r._expr.spec
         arr = (np.ones(spec.shape, spec.dtype) if s is None
                else np.asarray(_graph.value(s._expr), dtype=spec.dtype))
         seed_arrays[rid] = arr if rid not in seed_arrays else seed_arrays[rid] + arr
     grads_wanted = [i for k in wanted_leaves for i in plan.leaf_ids.get(k, [])]
-    grads_wanted += [plan.node_ids[k] for k in wanted_nodes if k in plan.node_ids]
+    grads_wanted += [i for t in watched if (i := plan.slot(t)) is not None]
+    grads_wanted += [i for n in nodes if id(n) in needed for i in plan.fn_outputs[id(n)]
+                     if i is not None]
     grads_wanted = list(dict.fromkeys(grads_wanted))
 
     executor = _executor.current()
     graph = plan.builder.graph()
-    got: dict[int, np.ndarray | None] = {}
+    got: dict[int, np.ndarray] = {}
+
+    def request(seeds: dict[int, np.ndarray], wanted: list[int]) -> None:
+        for res in executor.backward(graph, plan.builder.values, list(seeds), seeds, wanted):
+            if res.kind == "grad" and res.array is not None:
+                old = got.get(res.id)
+                got[res.id] = res.array if old is None else old + res.array
+
     root_exprs = {rid: r._expr for rid, r in zip(plan.root_ids, roots, strict=True)}
     for res in executor.backward(graph, plan.builder.values, list(seed_arrays), seed_arrays,
                                  grads_wanted):
@@ -343,26 +402,37 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
             e = root_exprs.get(res.id)
             if e is not None and e.value is None and res.array is not None:
                 e.set_value(res.array)
-        else:
+        elif res.array is not None:
             got[res.id] = res.array
 
-    # Hooks on non-leaves, outputs first. A hook that changes its gradient changes everything
-    # below it by linearity: one more request from that node, seeded with the difference.
-    for n in reversed(hooked):
-        nid = plan.node_ids[id(n)]
-        g = got.get(nid)
-        if g is None:
-            continue
-        t = tensor_of[id(n)]
-        new = _run_hooks(t, g)
-        if new is not g:
-            delta = new - g
-            got[nid] = new
-            below = [i for i in grads_wanted if i != nid]
-            for res in executor.backward(graph, plan.builder.values, [nid], {nid: delta}, below):
-                if res.kind == "grad" and res.array is not None:
-                    old = got.get(res.id)
-                    got[res.id] = res.array if old is None else old + res.array
+    hooked_by_fn = {id(t._grad_fn): t for t in hooked if not t._grad_fn._is_function}
+    for n in reversed(nodes):
+        if n._is_function:
+            out_ids = plan.fn_outputs[id(n)]
+            grads = []
+            for k, i in enumerate(out_ids):
+                g = None if i is None else got.get(i)
+                t = n._output_tensor(k)
+                if g is not None and t is not None and t._hooks:
+                    g = got[i] = _run_hooks(t, g)
+                grads.append(g)
+            if id(n) not in needed:
+                continue
+            follow: dict[int, np.ndarray] = {}
+            for i, g in zip(plan.fn_inputs[id(n)], n._run_backward(grads), strict=True):
+                if i is not None and g is not None:
+                    follow[i] = g if i not in follow else follow[i] + g
+            if follow:
+                request(follow, grads_wanted)
+        elif id(n) in hooked_by_fn:
+            nid = plan.node_ids[id(n)]
+            g = got.get(nid)
+            if g is None:
+                continue
+            new = _run_hooks(hooked_by_fn[id(n)], g)
+            if new is not g:
+                got[nid] = new
+                request({nid: new - g}, [i for i in grads_wanted if i != nid])
 
     def leaf_grad(acc_key: int):
         parts = [got.get(i) for i in plan.leaf_ids.get(acc_key, [])]
@@ -376,7 +446,7 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
 
     if not retain_graph:
         for n in nodes:
-            n._freed = True
+            n._free()
 
     if accumulate:
         for k, acc in wanted_leaves.items():
@@ -387,8 +457,11 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
             if v._hooks:
                 g = _run_hooks(v, g)
             _accumulate(v, g)
-        for k, t in wanted_nodes.items():
-            g = got.get(plan.node_ids.get(k, -1))
+            if v._post_hooks:
+                _run_post_hooks(v)
+        for t in dict.fromkeys(watched):
+            i = plan.slot(t)
+            g = None if i is None else got.get(i)
             if g is not None and (t._retains_grad or targets is not None):
                 _accumulate(t, g)
         return []
@@ -400,9 +473,17 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
             if g is not None and t._hooks:
                 g = _run_hooks(t, g)
         else:
-            g = got.get(plan.node_ids.get(id(t._grad_fn), -1))
+            i = plan.slot(t)
+            g = None if i is None else got.get(i)
         out.append(g)
     return out
+
+
+def _run_post_hooks(t: "Tensor") -> None:
+    for hook in list(t._post_hooks.values()):
+        r = hook(t)
+        if r is not None:
+            raise TypeError(f"expected Variable, but hook returned '{type(r).__name__}'")
 
 
 def _run_hooks(t: "Tensor", g: np.ndarray) -> np.ndarray:

@@ -103,6 +103,7 @@ class TensorCore:
     """Identity, autograd state, conversions and repr. Subclassed by `Tensor` with the op methods."""
 
     _hooks = _NO_HOOKS
+    _post_hooks = _NO_HOOKS
     _retains_grad = False
     _inference = False
     _view: _View | None = None
@@ -313,15 +314,25 @@ class TensorCore:
         """
         if not self.requires_grad:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        return self._add_hook("_hooks", hook)
+
+    def _add_hook(self, attr: str, hook):
         from .utils.hooks import HookDict, RemovableHandle
-        if self._hooks is _NO_HOOKS:
-            self._hooks = HookDict()
-        handle = RemovableHandle(self._hooks)
-        self._hooks[handle.id] = hook
+        hooks = getattr(self, attr)
+        if hooks is _NO_HOOKS:
+            hooks = HookDict()
+            setattr(self, attr, hooks)
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
         return handle
 
     def register_post_accumulate_grad_hook(self, hook):
-        raise NotImplementedError("gradserve: register_post_accumulate_grad_hook is not supported yet")
+        """`hook(tensor) -> None`, run after backward has accumulated this leaf's `.grad`."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        return self._add_hook("_post_hooks", hook)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
         from .autograd import backward

@@ -1,10 +1,12 @@
-"""`torch.autograd`: backward, grad and the grad-mode context managers."""
+"""`torch.autograd`: backward, grad, Function, gradcheck and the grad-mode context managers."""
 
 from __future__ import annotations
 
 import warnings
 from typing import Sequence
 
+from . import function
+from .function import Function
 from .grad_mode import (
     enable_grad,
     inference_mode,
@@ -13,9 +15,11 @@ from .grad_mode import (
     no_grad,
     set_grad_enabled,
 )
+from .gradcheck import gradcheck, gradgradcheck  # the functions shadow the submodule, as in torch
 
-__all__ = ["backward", "grad", "Function", "no_grad", "enable_grad", "set_grad_enabled",
-           "inference_mode", "is_grad_enabled", "is_inference_mode_enabled", "Variable"]
+__all__ = ["backward", "grad", "Function", "function", "gradcheck", "gradgradcheck", "no_grad",
+           "enable_grad", "set_grad_enabled", "inference_mode", "is_grad_enabled",
+           "is_inference_mode_enabled", "Variable"]
 
 CREATE_GRAPH_WARNING = (
     "Using backward() with create_graph=True will create a reference cycle between the parameter and "
@@ -105,29 +109,5 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     return tuple(result)
 
 
-class Function:
-    """Custom autograd functions need Python callbacks inside the backward pass, which the
-    service cannot run; not supported yet."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        raise RuntimeError(
-            "Legacy autograd function with non-static forward method is deprecated. Please use new-style "
-            "autograd function with static forward method. (Example: "
-            "https://pytorch.org/docs/stable/autograd.html#torch.autograd.Function)")
-
-    @classmethod
-    def apply(cls, *args, **kwargs):
-        raise NotImplementedError(
-            f"gradserve: custom autograd Functions ({cls.__name__}.apply) are not supported yet: their "
-            "Python backward would have to run inside the service's backward pass")
-
-
 def Variable(data, requires_grad: bool = False):  # noqa: N802  (the deprecated torch.autograd.Variable)
     return data.detach().requires_grad_(requires_grad) if requires_grad else data
-
-
-def gradcheck(*args, **kwargs):
-    raise NotImplementedError("gradserve: autograd.gradcheck is not implemented yet")
-
-
-gradgradcheck = gradcheck

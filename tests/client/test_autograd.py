@@ -276,6 +276,39 @@ def test_register_hook_on_tensor_without_grad():
         torch.ones(2).register_hook(print)
 
 
+def test_post_accumulate_grad_hook_sees_the_accumulated_grad():
+    x = torch.ones(2, requires_grad=True)
+    seen = []
+    x.register_hook(lambda g: seen.append(("pre", repr(g))))
+    handle = x.register_post_accumulate_grad_hook(lambda t: seen.append(("post", t is x, repr(t.grad))))
+    (x * 2).sum().backward()
+    (x * 2).sum().backward()
+    assert seen == [("pre", "tensor([2., 2.])"), ("post", True, "tensor([2., 2.])"),
+                    ("pre", "tensor([2., 2.])"), ("post", True, "tensor([4., 4.])")]
+    handle.remove()
+    seen.clear()
+    (x * 2).sum().backward()
+    assert seen == [("pre", "tensor([2., 2.])")]
+    # autograd.grad accumulates nothing, so post-accumulate hooks do not run
+    y = torch.ones(2, requires_grad=True)
+    y.register_post_accumulate_grad_hook(lambda t: seen.append("y"))
+    torch.autograd.grad((y * 2).sum(), y)
+    assert seen == [("pre", "tensor([2., 2.])")]
+    (y * 2).sum().backward(inputs=[y])
+    assert seen[-1] == "y"
+
+
+def test_post_accumulate_grad_hook_errors():
+    with raises(RuntimeError, "post accumulate grad hooks cannot be registered on non-leaf tensors"):
+        (torch.ones(2, requires_grad=True) * 2).register_post_accumulate_grad_hook(print)
+    with raises(RuntimeError, "cannot register a hook on a tensor that doesn't require gradient"):
+        torch.ones(2).register_post_accumulate_grad_hook(print)
+    x = torch.ones(2, requires_grad=True)
+    x.register_post_accumulate_grad_hook(lambda t: 5)
+    with raises(TypeError, "expected Variable, but hook returned 'int'"):
+        (x * 2).sum().backward()
+
+
 # ---------------------------------------------------------------------------------------------
 # autograd.grad
 
