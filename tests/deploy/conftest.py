@@ -73,7 +73,10 @@ def image(docker_client, progress, figures):
         figures["base image build (debootstrap)"] = f"{base_seconds:.0f} s"
     progress(f"base image {base}: {harness.image_size(docker_client, base) / 1e6:.0f} MB")
     figures["wheels build"] = f"{harness.build_wheels(log=progress):.0f} s"
-    return base
+    yield base
+    reclaimed = harness.prune_superseded_images(docker_client)
+    if reclaimed:
+        progress(f"removed superseded gradserve images ({reclaimed / 1e6:.0f} MB)")
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,8 @@ def main() -> int:
     # Peeks at the client's stub only to count attempts; the retries themselves are the SDK's own.
     stub = getattr(executor, "_stub", None)
     if stub is not None:
-        for name in ("Evaluate", "Backward"):
+        # Every computing RPC (streams, and one-message batch calls for small requests).
+        for name in [n for n in vars(stub) if n[:1].isupper() and n != "GetInfo"]:
             setattr(stub, name, _Counted(getattr(stub, name), counts, lock))
     errors: list[str] = []
     next_index = iter(range(args.requests))
