@@ -150,14 +150,22 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
                   reduction: str = "mean", label_smoothing: float = 0.0):
-    if label_smoothing:
-        raise NotImplementedError("gradserve: cross_entropy(label_smoothing=...) is not supported yet")
-    if is_tensor(target) and target.is_floating_point():
-        logp = log_softmax(input, 1)
-        loss = -(logp * target).sum(1)
-        r = _reduction(reduction)
-        return loss if r == "none" else loss.sum() if r == "sum" else loss.sum() / loss.numel()
-    return nll_loss(log_softmax(input, 1), target, weight, ignore_index=ignore_index, reduction=reduction)
+    r = _reduction(reduction)
+    probabilities = is_tensor(target) and target.is_floating_point()
+    if label_smoothing <= 0.0 and not probabilities:
+        return nll_loss(log_softmax(input, 1 if input.dim() > 1 else 0), target, weight,
+                        ignore_index=ignore_index, reduction=reduction)
+    # PyTorch composes these from several ops; the engine computes them as one (same values and
+    # gradients). The grad_fn is the name of torch's last op.
+    if probabilities:
+        name = "DivBackward1" if r == "mean" else "NegBackward0"
+    else:
+        name = "AddBackward0"
+    tensors = [input, target] + ([weight] if weight is not None else [])
+    attrs = {"reduction": r, "ignore_index": int(ignore_index)}
+    if label_smoothing > 0.0:
+        attrs["label_smoothing"] = float(label_smoothing)
+    return apply("cross_entropy", tensors, attrs, name)
 
 
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,

@@ -226,3 +226,37 @@ def test_two_over_a_is_mul_over_reciprocal():
     a, _ = _inputs()
     nf = (2 / a).grad_fn.next_functions
     assert nf[0][0].name() == "ReciprocalBackward0" and nf[1] == (None, 0)
+
+
+CROSS_ENTROPY_NAMES = [  # PyTorch 2.13: the grad_fn of F.cross_entropy by target kind and reduction
+    ("index", 0.0, "mean", "NllLossBackward0"), ("index", 0.1, "mean", "AddBackward0"),
+    ("index", 0.1, "sum", "AddBackward0"), ("index", 0.1, "none", "AddBackward0"),
+    ("prob", 0.0, "mean", "DivBackward1"), ("prob", 0.1, "mean", "DivBackward1"),
+    ("prob", 0.0, "sum", "NegBackward0"), ("prob", 0.1, "none", "NegBackward0"),
+]
+
+
+@pytest.mark.parametrize(("target", "smoothing", "reduction", "name"), CROSS_ENTROPY_NAMES)
+def test_cross_entropy_grad_fn(target, smoothing, reduction, name):
+    z, p = _inputs()
+    t = torch.tensor([0, 2]) if target == "index" else p.detach().softmax(1)
+    out = F.cross_entropy(z, t, reduction=reduction, label_smoothing=smoothing)
+    assert out.grad_fn.name() == name
+
+
+def test_cross_entropy_label_smoothing_values():
+    z, _ = _inputs()
+    w = torch.tensor([1.0, 2.0, 0.5])
+    out = F.cross_entropy(z, torch.tensor([0, -100]), weight=w, label_smoothing=0.2)
+    out.backward()
+    assert repr(out) == "tensor(1.9494, grad_fn=<AddBackward0>)"
+    assert repr(z.grad[0]) == "tensor([-0.6855, -0.0929,  0.7785])"  # row 1 is ignored: -0. (engine)
+    z.grad = None
+    p = torch.tensor([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8]])
+    out = F.cross_entropy(z, p, label_smoothing=0.2, reduction="sum")
+    out.backward()
+    assert repr(out) == "tensor(2.4604, grad_fn=<NegBackward0>)"
+    assert repr(z.grad) == ("tensor([[-0.0514, -0.2676,  0.3189],\n"
+                            "        [ 0.0314, -0.1226,  0.0912]])")
+    with pytest.raises(RuntimeError, match=r"^label_smoothing must be between 0\.0 and 1\.0\. Got: 1\.5$"):
+        F.cross_entropy(z, torch.tensor([0, 1]), label_smoothing=1.5)
