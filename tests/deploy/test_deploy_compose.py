@@ -76,6 +76,8 @@ def test_replicas_run_with_health_limits_restart_policy_and_ports(deployment):
         assert host["Init"] is True
         env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
         assert env["GRADSERVE_WORKERS"] == "2" and env["GRADSERVE_HOST"] == "0.0.0.0"
+        # The in-flight and cache budgets fit in shm_size, so the server did not have to cap them.
+        assert "limiting max_inflight_bytes" not in c.logs().decode(errors="replace")
     ports = deployment.published_ports()
     assert len(ports) == 3 and len(set(ports)) == 3
 

@@ -11,7 +11,8 @@ yaml = pytest.importorskip("yaml")
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 SERVER_OPTIONS = {"GRADSERVE_HOST", "GRADSERVE_PORT", "GRADSERVE_WORKERS", "GRADSERVE_BLAS_THREADS",
                   "GRADSERVE_LOG_LEVEL", "GRADSERVE_MAX_CONNECTION_AGE",
-                  "GRADSERVE_MAX_CONNECTION_AGE_GRACE", "GRADSERVE_SHUTDOWN_GRACE"}
+                  "GRADSERVE_MAX_CONNECTION_AGE_GRACE", "GRADSERVE_SHUTDOWN_GRACE",
+                  "GRADSERVE_MAX_INFLIGHT_BYTES", "GRADSERVE_SHM_CACHE_BYTES"}
 
 
 def _documents() -> list[dict]:
@@ -86,6 +87,20 @@ def test_env_names_are_real_server_options():
         for container in doc["spec"]["template"]["spec"]["containers"]:
             names = {e["name"] for e in container.get("env", [])}
             assert names <= known, names - known
+
+
+def test_shared_memory_volume_holds_what_the_server_may_put_there():
+    options = pytest.importorskip("gradserve.server.options")
+    pod = _one("Deployment")["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    size = {v["name"]: v for v in pod["volumes"]}[mounts["/dev/shm"]]["emptyDir"]["sizeLimit"]
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    limit = int(size[:-2]) * units[size[-2:]]
+    needed = sum(options.parse_bytes(env[n]) for n in ("GRADSERVE_MAX_INFLIGHT_BYTES",
+                                                        "GRADSERVE_SHM_CACHE_BYTES"))
+    assert needed < limit
 
 
 def test_client_job_targets_the_headless_service_by_dns():
