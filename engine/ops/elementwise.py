@@ -123,7 +123,14 @@ def _mul(xs, attrs):
 def _mul_backward(g, xs, out, attrs):
     if len(xs) == 1:
         return (g * attrs["other"],)
-    return g * xs[1], g * xs[0]
+    a, b = xs
+    if a is b:
+        # x * x: one full-size temporary instead of two products and their sum (doubling is exact,
+        # so the result is the same to the bit).
+        ga = g * a
+        ga *= 2
+        return ga, None
+    return g * b, g * a
 
 
 register("mul", arity=(1, 2), infer=binary_infer, forward=_mul, backward=_mul_backward,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import tracemalloc
 import weakref
 
 import numpy as np
@@ -147,6 +148,23 @@ def test_intermediates_are_freed_as_soon_as_possible():
         assert max(counts) <= 1
     finally:
         object.__setattr__(exp, "forward", original)
+
+
+def test_square_then_sum_peaks_at_one_payload_of_temporaries():
+    # (x*x).sum() backward: the forward product is freed before backward, whose rule allocates one
+    # full-size temporary; the leaf itself is not counted (it was allocated before tracing).
+    n = 1 << 20
+    x = np.random.default_rng(0).random(n, dtype=np.float32)
+    g = Graph([Leaf(0, (n,), np.dtype(np.float32), True)],
+              [Node(1, "mul", (0, 0)), Node(2, "sum", (1,))])
+    tracemalloc.start()
+    try:
+        results = list(backward(plan(g), {0: x}, [2], {2: np.array(1, np.float32)}, [0]))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(results[1].array, 2 * x)
+    assert peak < 1.2 * x.nbytes
 
 
 def test_long_chain_forward_and_backward():
