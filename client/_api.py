@@ -27,6 +27,8 @@ FACTORIES = {name: getattr(_factories, name) for name in (
     "empty_like", "full_like", "arange", "linspace", "eye", "rand", "randn", "randint", "rand_like",
     "randn_like", "randperm", "normal", "manual_seed", "seed")}
 
+FACTORIES.update(_factories.LEGACY)
+
 FUNCTIONS = dict(_functions.FUNCTIONS)
 FUNCTIONS.update({name: getattr(_functions, name) for name in (
     "pow", "max", "min", "softmax", "log_softmax", "cat", "concat", "concatenate", "stack", "where",

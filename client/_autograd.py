@@ -89,7 +89,8 @@ class Node:
         self._metadata = None
 
     def name(self) -> str:
-        return type(self).__name__
+        name = type(self).__name__
+        return f"torch::autograd::{name}" if name in _CPP_NODES else name
 
     def _output_tensors(self) -> tuple:
         t = self._tensor() if self._tensor is not None else None
@@ -139,7 +140,7 @@ class Node:
                                   "gradients are computed by the executor")
 
     def __repr__(self) -> str:
-        return f"<{self.name()} object at {hex(id(self))}>"
+        return f"<{type(self).__name__} object at {hex(id(self))}>"
 
     __str__ = __repr__
 
@@ -154,8 +155,21 @@ class AccumulateGrad(Node):
         self.variable = variable
 
 
+class NotImplementedNode(Node):
+    """torch's `NotImplemented` grad_fn: an op with no derivative; backward through it raises."""
+
+    __slots__ = ("_aten",)         # the aten op torch names in the error
+
+    def _check_saved(self) -> None:
+        raise RuntimeError(f"derivative for aten::{getattr(self, '_aten', self._op)} is not implemented")
+
+
 _WRAPPED_SCALAR_OPS = {"add", "sub", "mul", "div"}
+# Nodes torch writes by hand in C++: name() has the namespace, the Python class name has not.
+_CPP_NODES = {"AccumulateGrad", "CopySlices", "CopyBackwards", "NotImplemented"}
 _classes: dict[tuple[str, int], type] = {("AccumulateGrad", 0): AccumulateGrad}
+for _n in range(3):
+    _classes["NotImplemented", _n] = type("NotImplemented", (NotImplementedNode,), {"__slots__": ()})
 
 
 def _saved_property(index: int) -> property:

@@ -396,6 +396,9 @@ class TensorCore:
     def __float__(self) -> float:
         if self.numel() != 1:
             raise ValueError("only one element tensors can be converted to Python scalars")
+        if self.requires_grad:
+            warnings.warn("Converting a tensor with requires_grad=True to a scalar may lead to unexpected "
+                          "behavior.\nConsider using tensor.detach() first.", UserWarning, stacklevel=2)
         return float(self._value().reshape(()))
 
     def __int__(self) -> int:
@@ -437,7 +440,7 @@ class TensorCore:
 
     def __repr__(self) -> str:
         fn = self.grad_fn
-        return tensor_repr(self._value(), grad_fn=fn.name() if fn is not None else None,
+        return tensor_repr(self._value(), grad_fn=type(fn).__name__ if fn is not None else None,
                            requires_grad=self.requires_grad)
 
     __str__ = __repr__

@@ -97,6 +97,29 @@ def tensor(data, *, dtype=None, device=None, requires_grad=False, pin_memory=Fal
     return _leaf(array, requires_grad)
 
 
+def legacy_new(dtype, *args) -> Tensor:
+    """`torch.Tensor(data)` / `torch.FloatTensor(2, 3)`: data is copied, sizes give zeros."""
+    if not args:
+        return zeros(0, dtype=dtype)
+    if len(args) == 1 and not isinstance(args[0], (int, np.integer)):
+        return tensor(args[0], dtype=dtype)
+    return zeros(*args, dtype=dtype)
+
+
+def _legacy_constructor(name: str, dtype):
+    def constructor(*args) -> Tensor:
+        return legacy_new(dtype, *args)
+    constructor.__name__ = constructor.__qualname__ = name
+    constructor.__doc__ = f"torch.{name}(data) or torch.{name}(*sizes): a {dtype} tensor."
+    return constructor
+
+
+LEGACY = {name: _legacy_constructor(name, d) for name, d in (
+    ("FloatTensor", _dtypes.float32), ("DoubleTensor", _dtypes.float64), ("HalfTensor", _dtypes.float16),
+    ("LongTensor", _dtypes.int64), ("IntTensor", _dtypes.int32), ("ShortTensor", _dtypes.int16),
+    ("CharTensor", _dtypes.int8), ("ByteTensor", _dtypes.uint8), ("BoolTensor", _dtypes.bool_))}
+
+
 def as_tensor(data, dtype=None, device=None) -> Tensor:
     if isinstance(data, Tensor):
         return data if dtype is None else data.to(dtype)

@@ -18,6 +18,7 @@ METHODS = [
     "relu", "eq", "ne", "lt", "le", "gt", "ge", "less", "less_equal", "greater", "greater_equal",
     "not_equal", "logical_and", "logical_or", "logical_xor", "logical_not", "isnan", "isinf",
     "isfinite", "numel", "detach", "broadcast_to", "absolute", "fix", "arcsin", "arccos", "arctan",
+    "remainder", "fmod", "floor_divide", "select",
 ] + list(UNARY)
 
 

@@ -153,7 +153,8 @@ def check_inplace(t: TensorCore) -> None:
 def commit(t: TensorCore, out: TensorCore, *, bump: bool = True) -> TensorCore:
     """Make `out` (computed out of place) the new value and history of `t`."""
     if out.dtype is not t.dtype:
-        out = apply("cast", [out], {"dtype": t.dtype.name}, out.grad_fn.name() if out.grad_fn else None)
+        name = type(out.grad_fn).__name__ if out.grad_fn else None
+        out = apply("cast", [out], {"dtype": t.dtype.name}, name)
     if tuple(out.shape) != tuple(t.shape):
         raise RuntimeError(f"output with shape {list(t.shape)} doesn't match the broadcast shape "
                            f"{list(out.shape)}")

@@ -63,6 +63,24 @@ def binary(op: str, a, other, name: str | None, **attrs):
     return apply(op, [a], attrs, name)
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str) -> bool:
+    if key in _WARNED:
+        return False
+    _WARNED.add(key)
+    return True
+
+
+def _not_differentiable(out, aten: str):
+    """`out` was recorded with torch's `NotImplemented` grad_fn: backward through it raises
+    naming the aten op."""
+    if out._grad_fn is not None:
+        out._grad_fn._aten = aten
+    return out
+
+
 def _reflected(op):
     def method(self, other):
         if scalar(other) is None and not is_tensor(other):
@@ -170,16 +188,55 @@ class TensorOps:
             return NotImplemented
         return binary("mul", self.reciprocal(), s, "MulBackward0")
 
+    def floor_divide(self, other):
+        """Rounds toward -inf; like torch, it has no derivative (grad_fn NotImplemented)."""
+        if scalar(other) is None and not is_tensor(other):
+            raise TypeError(f"floor_divide(): argument 'other' must be Tensor or Number, not "
+                            f"{type(other).__name__}")
+        return _not_differentiable(binary("div", self, other, "NotImplemented", rounding_mode="floor"),
+                                   "floor_divide")
+
     def __floordiv__(self, other):
         if scalar(other) is None and not is_tensor(other):
             return NotImplemented
-        return self.div(other, rounding_mode="floor")
+        return self.floor_divide(other)
 
     def __rfloordiv__(self, other):
         s = scalar(other)
         if s is None:
             return NotImplemented
-        return self.new_full(self.shape, s).div(self, rounding_mode="floor")
+        return self.new_full(self.shape, s).floor_divide(self)
+
+    def remainder(self, other):
+        """Python's `%`: the sign of the divisor. d/d other is -floor(self / other)."""
+        return self._modulo(other, "floor", f"RemainderBackward{int(is_tensor(other))}")
+
+    def fmod(self, other):
+        """C's fmod: the sign of the dividend. d/d other is -trunc(self / other)."""
+        return self._modulo(other, "trunc", f"FmodBackward{int(is_tensor(other))}")
+
+    def _modulo(self, other, rounding: str, name: str):
+        # self - q * other with the quotient q a constant (its derivative is zero almost
+        # everywhere), recorded with torch's grad_fn name on the last op.
+        from .autograd.grad_mode import no_grad
+        if scalar(other) is None and not is_tensor(other):
+            raise TypeError(f"remainder(): argument 'other' must be Tensor or Number, not "
+                            f"{type(other).__name__}")
+        with no_grad():
+            q = self.div(other, rounding_mode=rounding)
+        return binary("sub", self, q * other if is_tensor(other) else q * scalar(other), name)
+
+    def __mod__(self, other):
+        if scalar(other) is None and not is_tensor(other):
+            return NotImplemented
+        return self.remainder(other)
+
+    def __rmod__(self, other):
+        s = scalar(other)
+        if s is None:
+            return NotImplemented
+        return _not_differentiable(self.new_full(self.shape, s)._modulo(self, "floor", "NotImplemented"),
+                                   "remainder")
 
     def __pow__(self, exponent):
         return self.pow(exponent) if scalar(exponent) is not None or is_tensor(exponent) else NotImplemented
@@ -498,10 +555,23 @@ class TensorOps:
 
     @property
     def T(self):  # noqa: N802
+        import warnings
+        # TORCH_WARN_ONCE: each warning at most once per process.
+        if self.dim() == 0 and _warn_once("T0"):
+            warnings.warn("Tensor.T is deprecated on 0-D tensors. This function is the identity in these "
+                          "cases.", UserWarning, stacklevel=2)
+        elif self.dim() not in (0, 2) and _warn_once("T"):
+            warnings.warn("The use of `x.T` on tensors of dimension other than 2 to reverse their shape is "
+                          "deprecated and it will throw an error in a future release. Consider `x.mT` to "
+                          "transpose batches of matrices or `x.permute(*torch.arange(x.ndim - 1, -1, -1))` "
+                          "to reverse the dimensions of a tensor.", UserWarning, stacklevel=2)
         return self.permute(*reversed(range(self.dim())))
 
     @property
     def mT(self):  # noqa: N802
+        if self.dim() < 2:
+            raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. Got "
+                               f"{self.dim()}-D tensor.")
         return self.transpose(-2, -1)
 
     def movedim(self, source, destination):
@@ -557,6 +627,9 @@ class TensorOps:
 
     def _part(self, op, attrs, name):
         return self._view_op(op, attrs, name)
+
+    def select(self, dim, index):
+        return self[(slice(None),) * (dim % max(self.dim(), 1)) + (int(index),)]
 
     def narrow(self, dim, start, length):
         index = (slice(None),) * (dim % self.dim()) + (slice(start, start + length),)
@@ -642,8 +715,15 @@ class TensorOps:
 
     # ----- new tensors like this one ------------------------------------------------------
 
-    def new_tensor(self, data, dtype=None, requires_grad=False):
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        import warnings
+
         from ._factories import tensor
+        if is_tensor(data):
+            warnings.warn("To copy construct from a tensor, it is recommended to use sourceTensor.detach()"
+                          ".clone() or sourceTensor.detach().clone().requires_grad_(True), rather than "
+                          "tensor.new_tensor(sourceTensor).", UserWarning, stacklevel=2)
+            data = data.detach()._value()
         return tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
 
     def new_zeros(self, *size, dtype=None, requires_grad=False):

@@ -17,10 +17,7 @@ class Tensor(IndexingOps, InPlaceOps, TensorOps, TensorCore):
     def __new__(cls, *args, **kwargs):
         from . import _factories
         from ._dtypes import float32
-        if len(args) == 1 and not isinstance(args[0], int):
-            t = _factories.tensor(args[0], dtype=float32)
-        else:
-            t = _factories.zeros(*args, dtype=float32)
+        t = _factories.legacy_new(float32, *args)
         if cls is not Tensor:
             out = cls._from_expr(t._expr)
             return out

@@ -20,6 +20,8 @@ class Parameter(Tensor):
         if data._view is None:
             p._storage = data._storage
         p._vc = data._vc
+        if requires_grad and not p.is_floating_point():
+            raise RuntimeError("Only Tensors of floating point and complex dtype can require gradients")
         p._set_requires_grad(bool(requires_grad))
         return p
 

@@ -143,9 +143,21 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
              reduction: str = "mean"):
-    tensors = [input, target] + ([weight] if weight is not None else [])
-    return apply("nll_loss", tensors, {"reduction": _reduction(reduction), "ignore_index": int(ignore_index)},
-                 "NllLossBackward0")
+    attrs = {"reduction": _reduction(reduction), "ignore_index": int(ignore_index)}
+    extra = [weight] if weight is not None else []
+    if input.dim() <= 2:
+        return apply("nll_loss", [input, target, *extra], attrs, "NllLossBackward0")
+    if input.dim() == 4:
+        return apply("nll_loss", [input, target, *extra], attrs, "NllLoss2DBackward0")
+    # torch's nll_loss_nd: other ranks are viewed as (N, C, 1, -1) for nll_loss2d, and an
+    # unreduced loss is viewed back.
+    n, c = input.shape[0], input.shape[1]
+    if tuple(target.shape[1:]) != tuple(input.shape[2:]):
+        raise RuntimeError(f"Expected target size {[n, *input.shape[2:]]}, got {list(target.shape)}")
+    flat = input.contiguous().view(n, c, 1, -1 if input.numel() else 0)
+    flat_target = target.contiguous().view(n, 1, -1 if target.numel() else 0)
+    out = apply("nll_loss", [flat, flat_target, *extra], attrs, "NllLoss2DBackward0")
+    return out.view(n, *input.shape[2:]) if attrs["reduction"] == "none" else out
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
@@ -177,9 +189,6 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
 
 def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
                                      reduction: str = "mean", pos_weight=None):
-    if pos_weight is not None:
-        raise NotImplementedError("gradserve: binary_cross_entropy_with_logits(pos_weight=...) is not "
-                                  "supported yet")
-    tensors = [input, target] + ([weight] if weight is not None else [])
-    return apply("binary_cross_entropy_with_logits", tensors, {"reduction": _reduction(reduction)},
-                 "BinaryCrossEntropyWithLogitsBackward0")
+    tensors = [input, target] + [t for t in (weight, pos_weight) if t is not None]
+    attrs = {"reduction": _reduction(reduction), "pos_weight": pos_weight is not None}
+    return apply("binary_cross_entropy_with_logits", tensors, attrs, "BinaryCrossEntropyWithLogitsBackward0")

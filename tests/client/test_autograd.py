@@ -355,7 +355,8 @@ def test_grad_fn_graph():
     (fn, _), none = z.grad_fn.next_functions
     assert fn is y.grad_fn and none == (None, 0)
     sq = (x * x).grad_fn.next_functions
-    assert sq[0][0] is sq[1][0] and sq[0][0].name() == "AccumulateGrad" and sq[0][0].variable is x
+    assert sq[0][0] is sq[1][0] and sq[0][0].variable is x
+    assert sq[0][0].name() == "torch::autograd::AccumulateGrad"
     assert y.grad_fn.metadata == {}
     assert x.grad_fn is None
 

@@ -189,13 +189,13 @@ def test_in_place_through_views_of_non_leaves():
     v = b[0:2]
     v.mul_(3)
     b.sum().backward()
-    assert (b.grad_fn.name(), v.grad_fn.name()) == ("CopySlices", "AsStridedBackward0")
+    assert (b.grad_fn.name(), v.grad_fn.name()) == ("torch::autograd::CopySlices", "AsStridedBackward0")
     assert repr(a.grad) == "tensor([6., 6., 2.])" and repr(b) == "tensor([6., 6., 2.], grad_fn=<CopySlices>)"
     m = torch.ones(2, 3, requires_grad=True)
     n = m * 1
     n[0] = 5.0
     n.sum().backward()
-    assert n.grad_fn.name() == "CopySlices"
+    assert n.grad_fn.name() == "torch::autograd::CopySlices"
     assert repr(m.grad) == "tensor([[0., 0., 0.],\n        [1., 1., 1.]])"
 
 
@@ -223,4 +223,4 @@ def test_setitem_with_tensors_and_masks():
     y = torch.zeros(2, 2)
     y[0] = w * 3
     y.sum().backward()
-    assert y.grad_fn.name() == "CopySlices" and repr(w.grad) == "tensor([3., 3.])"
+    assert y.grad_fn.name() == "torch::autograd::CopySlices" and repr(w.grad) == "tensor([3., 3.])"
