@@ -133,6 +133,7 @@ def test_replica_killed_mid_load_no_request_fails_and_it_comes_back(deployment, 
     # are in flight on every replica at any moment, so the kill cuts some off mid-request.
     load = deployment.start_load("--requests", "300", "--threads", "6", "--size", "512")
     done = _wait_progress(load, 100)
+    at_kill = deployment.served_counts()
     how = deployment.crash(victim)
     killed_at = time.monotonic()
     progress(f"killed {victim.name} ({how}) after {done} of 300 requests")
@@ -142,6 +143,8 @@ def test_replica_killed_mid_load_no_request_fails_and_it_comes_back(deployment, 
         f"{report['failed']} of {report['requests']} ({how}; {retried} client retries)")
     assert report["failed"] == 0, report
     assert report["ok"] == 300
+    # The victim was taking its share of this load when it died.
+    assert at_kill[victim.name] > before.get(victim.name, 0)
     # The restart policy (not this test) brings the replica back, and it turns healthy again.
     back = deployment.wait_healthy(
         predicate=lambda c: c.id != victim.id or c.attrs["RestartCount"] > restarts)
