@@ -18,7 +18,7 @@ from gradserve.v1 import gradserve_pb2 as pb
 
 __all__ = [
     "BATCH_BYTES", "CHUNK_BYTES", "GRAPH_PART_NODES", "PROTOCOL_VERSION", "DTYPES", "WireError", "Result",
-    "WireTensor", "RequestHead", "RequestReader", "ChunkSink",
+    "WireTensor", "RequestHead", "RequestReader", "GraphCache", "ChunkSink",
     "request_messages", "request_batch", "read_results", "result_messages", "summary_message",
     "attrs_to_proto", "attrs_from_proto", "value_to_proto", "value_from_proto",
     "spec_to_proto", "spec_from_proto", "graph_parts", "graph_from_parts",
@@ -186,7 +186,9 @@ def _varint(n: int) -> bytes:
 
 def _chunk_frame(tag: int, id_: int, offset: int, data: memoryview) -> bytes:
     n = data.nbytes
-    body = b"\x08" + _varint(id_) + b"\x10" + _varint(offset) + b"\x1a" + _varint(n)
+    # Zero fields are left out, as protobuf does: frames are byte-identical to SerializeToString.
+    body = ((b"\x08" + _varint(id_) if id_ else b"") + (b"\x10" + _varint(offset) if offset else b"")
+            + (b"\x1a" + _varint(n) if n else b""))
     return b"".join((bytes((tag,)), _varint(len(body) + n), body, data))
 
 
@@ -398,6 +400,30 @@ def request_batch(*, graph: Graph, values: Mapping[int, np.ndarray], outputs: Se
 # Requests (server side)
 
 
+class GraphCache:
+    """Decoded graphs by the bytes of their single GraphPart, for servers that see the same small
+    graph again and again (a training loop): decoding and planning cost more than computing it.
+    Bounded: the oldest entries go first. Thread-safe."""
+
+    MAX_KEY_BYTES = 64 << 10          # bigger graphs are rare and cost more to hash than to hold
+
+    def __init__(self, max_entries: int = 256) -> None:
+        import threading
+
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: dict[bytes, tuple] = {}
+
+    def get(self, key: bytes) -> tuple | None:
+        return self._entries.get(key)
+
+    def put(self, key: bytes, value: tuple) -> None:
+        with self._lock:
+            while len(self._entries) >= self.max_entries:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = value
+
+
 @dataclass(slots=True)
 class RequestHead:
     """Everything before the first Chunk: the header, the graph and the tensors still to come."""
@@ -409,6 +435,7 @@ class RequestHead:
     graph: Graph
     leaves: list[WireTensor]
     seeds: list[WireTensor]       # seeds[i] pairs with roots[i]; empty: seed every root with ones
+    graph_key: bytes | None = None  # set when the graph came through a GraphCache
 
     @property
     def tensors(self) -> list[WireTensor]:
@@ -454,9 +481,10 @@ class ChunkSink:
 class RequestReader:
     """Decodes one request stream: `head()` reads up to the first Chunk, `read_into()` the rest."""
 
-    def __init__(self, messages: Iterable[pb.ComputeRequest]) -> None:
+    def __init__(self, messages: Iterable[pb.ComputeRequest], graphs: GraphCache | None = None) -> None:
         self._messages = iter(messages)
         self._first_chunk: pb.Chunk | None = None
+        self._graphs = graphs
 
     def head(self) -> RequestHead:
         first = next(self._messages, None)
@@ -476,7 +504,18 @@ class RequestReader:
                 break
             else:
                 raise WireError(f"unexpected {kind or 'empty'} message after the header")
-        graph, leaves = graph_from_parts(parts)
+        key = None
+        if self._graphs is not None and len(parts) == 1:
+            key = parts[0].SerializeToString()
+            if len(key) > GraphCache.MAX_KEY_BYTES:
+                key = None
+        cached = self._graphs.get(key) if key is not None else None
+        if cached is not None:
+            graph, leaves = cached
+        else:
+            graph, leaves = graph_from_parts(parts)
+            if key is not None:
+                self._graphs.put(key, (graph, leaves))
         seeds = [spec_from_proto(s, "seed") for s in h.seeds]
         roots = list(h.roots)
         if seeds and len(seeds) != len(roots):
@@ -490,7 +529,8 @@ class RequestReader:
         for s in seeds:
             if s.id in node_ids:
                 raise WireError(f"seed {s.id}: id collides with a graph node")
-        return RequestHead(h.request_id, list(h.outputs), roots, list(h.grads), graph, leaves, seeds)
+        return RequestHead(h.request_id, list(h.outputs), roots, list(h.grads), graph, leaves, seeds,
+                           key)
 
     def read_into(self, buffers: Mapping[int, memoryview]) -> None:
         """Copy every remaining chunk into `buffers[id]` (bytes); raise WireError unless each

@@ -5,10 +5,19 @@ the plan also gives the size of every result, so one block holds the leaves, the
 results. Chunks are copied straight from the gRPC messages into the block; the worker reads the
 leaves and writes each result in place, and the RPC thread streams a result the moment the worker
 says it is final.
+
+Tiny requests are computed inline, in the RPC thread, when no other inline request is running: the
+hand-off to a worker and back (pickling, two pipe hops, the pool thread, a second plan) costs more
+than their whole computation. The gate is on the plan's inferred sizes, never on what the client
+claims: at most Options.inline_max_nodes nodes and Options.inline_max_elements elements summed over
+every leaf and node, so an inline request holds the front's GIL for at most a few milliseconds (the
+costliest op, a matmul, is O(elements^1.5)). Such a request is admitted like any other, polls
+cancellation and its deadline between nodes, and reports the same errors.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import pickle
@@ -25,9 +34,9 @@ from gradserve.v1 import gradserve_pb2 as pb
 from . import errors
 from .faults import DeadlineExceeded, Overloaded, RequestCancelled
 from .options import Options
-from .pool import Job, WorkerPool
+from .pool import Job, WorkerPool, worker_error
 from .shm import BlockPool
-from .worker import JobSpec, Slot, pack_graph
+from .worker import JobSpec, Slot, execute, pack_graph
 
 log = logging.getLogger("gradserve.server.requests")
 
@@ -163,6 +172,10 @@ class Front:
         self.blocks = blocks
         self.limits = engine.Limits(max_elements=options.max_elements, max_nodes=options.max_nodes)
         self.admission = Admission(options.max_inflight, options.max_inflight_bytes)
+        self._inline = threading.Lock()     # one inline computation at a time
+        # Repeated small graphs skip decoding and planning (plans are read-only to the engine).
+        self._graphs = codec.GraphCache()
+        self._plans = codec.GraphCache()
 
     def compute(self, mode: str, requests: Iterable[pb.ComputeRequest], context,
                 batch: bool = False) -> Iterator[pb.ComputeResponse]:
@@ -176,42 +189,44 @@ class Front:
         lease = _Lease(self.admission, self.blocks)
         job = None
         try:
-            reader = codec.RequestReader(requests)
+            reader = codec.RequestReader(requests, self._graphs)
             head = reader.head()
             facts["request_id"], facts["nodes"] = head.request_id, len(head.graph.nodes)
-            plan = engine.plan(head.graph, self.limits)
+            plan = self._plan(head)
             layout = Layout.build(mode, head, plan)
             if batch and layout.result_bytes > codec.BATCH_BYTES:
                 raise codec.WireError(f"the results need {layout.result_bytes} bytes, more than a "
                                       f"batch call carries ({codec.BATCH_BYTES}); use the stream")
             self.admission.reserve(layout.size)
             lease.nbytes = layout.size
-            if layout.size:
+            small = self._inline_gate(plan)
+            if small:         # uploaded before taking the inline slot: a slow client never holds it
+                buf = memoryview(bytearray(layout.size))
+            elif layout.size:
                 lease.block = self.blocks.acquire(layout.size)
-            buf = lease.block.buf if lease.block is not None else None
+                buf = lease.block.buf
+            else:
+                buf = None
             uploading = time.perf_counter()
             reader.read_into(layout.buffers(buf))
             facts["upload_ms"] = round((time.perf_counter() - uploading) * 1e3, 2)
             facts["in_bytes"] = sum(t.nbytes for t in head.tensors)
-            job = Job(head.request_id)
-            job.payload = pickle.dumps(JobSpec(
-                job.job_id, mode, *pack_graph(head.graph), self.limits,
-                lease.block.name if lease.block else "", lease.block.size if lease.block else 0,
-                layout.inputs, layout.seeds,
-                tuple(_unique(head.outputs)), tuple(head.roots), tuple(_unique(head.grads)),
-                layout.results), protocol=pickle.HIGHEST_PROTOCOL)
-            lease.hold()
-            job.on_release = lease.drop
-            try:
-                self.pool.submit(job)
-            except BaseException:
-                job.on_release = None
-                lease.drop()
-                raise
-            if not context.add_callback(lambda: self._rpc_ended(job, context)):
-                self._rpc_ended(job, context)
-            while True:
-                event = job.events.get()
+            spec = JobSpec(0, mode, (), (), self.limits, "", 0, layout.inputs, layout.seeds,
+                           tuple(_unique(head.outputs)), tuple(head.roots),
+                           tuple(_unique(head.grads)), layout.results)
+            if small and self._inline.acquire(blocking=False):
+                try:
+                    events = self._run_inline(spec, buf, plan, context)
+                finally:
+                    self._inline.release()
+            else:
+                if small and layout.size:     # another inline request is running: use a worker
+                    lease.block = self.blocks.acquire(layout.size)
+                    lease.block.buf[:layout.size] = buf
+                    buf = lease.block.buf
+                job = Job(head.request_id)
+                events = self._submit(job, spec, head.graph, lease, context)
+            for event in events:
                 if event[0] == "result":
                     slot = layout.results[event[1]]
                     array = result_view(buf, slot) if event[2] else None
@@ -238,15 +253,76 @@ class Front:
                           (time.perf_counter() - started) * 1e3,
                           " ".join(f"{k}={v}" for k, v in facts.items()))
 
+    def _plan(self, head: codec.RequestHead) -> engine.Plan:
+        key = head.graph_key
+        cached = self._plans.get(key) if key is not None else None
+        if cached is not None:
+            return cached[0]
+        plan = engine.plan(head.graph, self.limits)      # errors are not cached: they re-raise
+        if key is not None:
+            self._plans.put(key, (plan,))
+        return plan
+
+    def _inline_gate(self, plan: engine.Plan) -> bool:
+        """Small enough to compute in the front (see the module docstring)?"""
+        o = self.options
+        if not o.inline_max_nodes or len(plan.graph.nodes) > o.inline_max_nodes:
+            return False
+        total = 0
+        for spec in plan.spec_list:
+            total += math.prod(spec.shape)
+            if total > o.inline_max_elements:
+                return False
+        return True
+
+    def _run_inline(self, spec: JobSpec, buf: memoryview, plan: engine.Plan, context) -> list[tuple]:
+        """Compute in this thread; the events the pool would deliver, computed to the end."""
+        def stop() -> bool:
+            return not context.is_active()
+
+        events: list[tuple] = []
+        end = execute(spec, buf, stop, lambda *msg: events.append(("result", msg[2], msg[3])),
+                      plan=plan)
+        if end[0] == "done":
+            events.append(("done", end[2], end[3], "front"))
+        elif end[2] == "Cancelled" or not context.is_active():
+            events.append(("failed", self._ended(context)))
+        else:
+            events.append(("failed", worker_error(end[2], end[3])))
+        return events
+
+    def _submit(self, job: Job, spec: JobSpec, graph: engine.Graph, lease: _Lease,
+                context) -> Iterator[tuple]:
+        """Hand the job to the pool; its events as the worker reports them."""
+        leaves, nodes = pack_graph(graph)
+        block = lease.block
+        job.payload = pickle.dumps(dataclasses.replace(
+            spec, job_id=job.job_id, leaves=leaves, nodes=nodes, block=block.name if block else "",
+            block_size=block.size if block else 0), protocol=pickle.HIGHEST_PROTOCOL)
+        lease.hold()
+        job.on_release = lease.drop
+        try:
+            self.pool.submit(job)
+        except BaseException:
+            job.on_release = None
+            lease.drop()
+            raise
+        if not context.add_callback(lambda: self._rpc_ended(job, context)):
+            self._rpc_ended(job, context)
+        return iter(job.events.get, None)
+
     def _rpc_ended(self, job: Job, context) -> None:
         """Called by gRPC when the call ends for any reason; stops the job if it is still going."""
-        if job.state == "finished":
-            return
+        if job.state != "finished":
+            self.pool.cancel(job, self._ended(context))
+
+    @staticmethod
+    def _ended(context) -> Exception:
+        """Why a call is no longer active: its deadline passed, or the client cancelled it."""
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
-            self.pool.cancel(job, DeadlineExceeded("deadline exceeded"))
-        else:
-            self.pool.cancel(job, RequestCancelled("cancelled by the client"))
+            return DeadlineExceeded("deadline exceeded")
+        return RequestCancelled("cancelled by the client")
 
     def info(self) -> pb.InfoResponse:
         from importlib import metadata

@@ -40,6 +40,11 @@ class Options:
                                                 "memory by admitted requests", parse_bytes)
     max_elements: int = _opt(2**31, "elements per tensor, leaves and every intermediate")
     max_nodes: int = _opt(10_000_000, "nodes per graph")
+    inline_max_nodes: int = _opt(64, "requests with at most this many nodes ... (see "
+                                     "inline_max_elements); 0 never computes in the front")
+    inline_max_elements: int = _opt(16384, "... and at most this many elements in all their tensors "
+                                           "together (inferred) are computed in the front process, "
+                                           "one at a time, without the hand-off to a worker")
     shm_cache_bytes: int = _opt(1024**3, "free shared-memory blocks kept for reuse", parse_bytes)
     kill_after: float = _opt(1.0, "seconds a cancelled job may take to stop before its worker "
                                   "is killed and replaced")

@@ -266,7 +266,7 @@ class WorkerPool:
         elif tag == "done":
             job.finish(("done", msg[2], msg[3], w.name))
         else:
-            job.finish(("failed", _worker_error(msg[2], msg[3])))
+            job.finish(("failed", worker_error(msg[2], msg[3])))
 
     def _on_death(self, w: _Worker) -> None:
         self._receive(w)              # results it sent before dying still count
@@ -316,7 +316,8 @@ class WorkerPool:
                 w.job = job
 
 
-def _worker_error(kind: str, message: str) -> Exception:
+def worker_error(kind: str, message: str) -> Exception:
+    """The exception for a worker's (\"error\", job_id, kind, message) report."""
     cls = getattr(engine, kind, None)
     if isinstance(cls, type) and issubclass(cls, engine.EngineError):
         return cls(message)

@@ -83,12 +83,26 @@ def main(conn, cancel, name: str) -> None:
 
 def run(job: JobSpec, cancel, send) -> tuple:
     """Run one job; `send` reports each result; returns the final "done" or "error" message."""
+    mm = map_block(job.block, job.block_size) if job.block_size else None
+    try:
+        return execute(job, mm, lambda: cancel.value == job.job_id, send)
+    finally:
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:
+                pass      # a view is still alive (e.g. in a traceback); unmapped when it goes
+
+
+def execute(job: JobSpec, buf, should_stop, send, plan=None) -> tuple:
+    """Compute `job` on the tensors in `buf` (the job's block, or any writable buffer laid out the
+    same way), writing each result in place; `plan`: the graph already planned (the front's inline
+    path), else it is decoded from the job and planned here. Returns "done" or "error"."""
     import numpy as np
 
     from gradserve import engine
 
     started = time.perf_counter()
-    mm = map_block(job.block, job.block_size) if job.block_size else None
     values = seeds = None
     try:
         def view(slot: Slot, writable: bool) -> np.ndarray:
@@ -98,16 +112,13 @@ def run(job: JobSpec, cancel, send) -> tuple:
                 count *= s
             if count == 0:
                 return np.empty(slot.shape, dtype)
-            a = np.frombuffer(mm, dtype, count, slot.offset).reshape(slot.shape)
+            a = np.frombuffer(buf, dtype, count, slot.offset).reshape(slot.shape)
             a.flags.writeable = writable
             return a
 
-        def should_stop() -> bool:
-            return cancel.value == job.job_id
-
         values = {s.id: view(s, False) for s in job.inputs}
-        graph = unpack_graph(job.leaves, job.nodes)
-        plan = engine.plan(graph, job.limits)
+        if plan is None:
+            plan = engine.plan(unpack_graph(job.leaves, job.nodes), job.limits)
         index = {(s.kind, s.id): k for k, s in enumerate(job.results)}
 
         def emit(kind: str, id_: int, array) -> None:
@@ -132,7 +143,7 @@ def run(job: JobSpec, cancel, send) -> tuple:
                                      should_stop=should_stop):
                 emit(r.kind, r.id, r.array)
                 r = None
-        return ("done", job.job_id, len(job.nodes), time.perf_counter() - started)
+        return ("done", job.job_id, len(plan.graph.nodes), time.perf_counter() - started)
     except engine.EngineError as e:
         return ("error", job.job_id, type(e).__name__, str(e))
     except MemoryError:
@@ -141,8 +152,3 @@ def run(job: JobSpec, cancel, send) -> tuple:
         return ("error", job.job_id, "internal", traceback.format_exc())
     finally:
         values = seeds = None
-        if mm is not None:
-            try:
-                mm.close()
-            except BufferError:
-                pass      # a view is still alive (e.g. in a traceback); unmapped when it goes
