@@ -108,15 +108,16 @@ def _destroy(block: shared_memory.SharedMemory) -> None:
         pass
 
 
-def map_block(name: str, size: int) -> mmap.mmap:
-    """Map a block created by the front, read-write, without registering it anywhere.
+def open_block(name: str) -> int:
+    """Open a block created by the front, read-write; the caller closes the descriptor."""
+    return os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
+
+
+def map_block(fd: int, size: int) -> mmap.mmap:
+    """Map an open block read-write, without registering it anywhere.
 
     NOTE: SharedMemory(name) would register the segment with the resource tracker it shares with
     the front, and the worker's registration and the front's unlink then race on one tracker entry
     (https://github.com/python/cpython/issues/82300; `track=False` only exists from Python 3.13).
     """
-    fd = os.open(os.path.join(SHM_DIR, name), os.O_RDWR)
-    try:
-        return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-    finally:
-        os.close(fd)
+    return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from gradserve.engine import Graph, Leaf, Limits, Node
 
-from .shm import map_block
+from .shm import map_block, open_block
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -83,21 +83,30 @@ def main(conn, cancel, name: str) -> None:
 
 def run(job: JobSpec, cancel, send) -> tuple:
     """Run one job; `send` reports each result; returns the final "done" or "error" message."""
-    mm = map_block(job.block, job.block_size) if job.block_size else None
+    if not job.block_size:
+        return execute(job, None, lambda: cancel.value == job.job_id, send)
+    fd = open_block(job.block)
     try:
-        return execute(job, mm, lambda: cancel.value == job.job_id, send)
-    finally:
-        if mm is not None:
+        mm = map_block(fd, job.block_size)
+        try:
+            return execute(job, mm, lambda: cancel.value == job.job_id, send, fd=fd)
+        finally:
             try:
                 mm.close()
             except BufferError:
                 pass      # a view is still alive (e.g. in a traceback); unmapped when it goes
+    finally:
+        os.close(fd)
 
 
-def execute(job: JobSpec, buf, should_stop, send, plan=None) -> tuple:
+def execute(job: JobSpec, buf, should_stop, send, plan=None, fd: int | None = None) -> tuple:
     """Compute `job` on the tensors in `buf` (the job's block, or any writable buffer laid out the
     same way), writing each result in place; `plan`: the graph already planned (the front's inline
-    path), else it is decoded from the job and planned here. Returns "done" or "error"."""
+    path), else it is decoded from the job and planned here. Returns "done" or "error".
+
+    `fd`: the block's file. Results are then written with pwrite rather than through the mapping:
+    the same one copy, but without a page fault per 4 KiB page (shared memory gets no huge pages)
+    and without those pages counting in this process's resident set."""
     import numpy as np
 
     from gradserve import engine
@@ -126,7 +135,12 @@ def execute(job: JobSpec, buf, should_stop, send, plan=None) -> tuple:
             if k is None:
                 return
             if array is not None:
-                np.copyto(view(job.results[k], True), array, casting="same_kind")
+                slot = job.results[k]
+                if (fd is not None and array.flags.c_contiguous
+                        and array.dtype == np.dtype(slot.dtype).newbyteorder("<")):
+                    _pwrite_all(fd, memoryview(array.reshape(-1)).cast("B"), slot.offset)
+                else:
+                    np.copyto(view(slot, True), array, casting="same_kind")
             send("result", job.job_id, k, array is not None)
 
         if job.mode == "evaluate":
@@ -152,3 +166,9 @@ def execute(job: JobSpec, buf, should_stop, send, plan=None) -> tuple:
         return ("error", job.job_id, "internal", traceback.format_exc())
     finally:
         values = seeds = None
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        n = os.pwrite(fd, data, offset)
+        data, offset = data[n:], offset + n
