@@ -108,6 +108,7 @@ class TensorCore:
     _inference = False
     _view: _View | None = None
     _noncontiguous = False
+    _strides: tuple[int, ...] | None = None    # a view's strides (None: row-major)
     __array_priority__ = 1000        # numpy scalars defer to Tensor's reflected operators
 
     # ----- construction ----------------------------------------------------------------------

@@ -54,10 +54,22 @@ def infer(op: str, specs: Sequence[TensorSpec], attrs: Mapping[str, object]) -> 
         raise NotImplementedError(
             f"gradserve: the engine has no op {op!r} yet, so this operation is not supported") from None
     except engine.EngineError as e:
-        detail = e.detail
-        if detail.startswith("Dimension out of range"):
-            raise IndexError(detail) from None
-        raise RuntimeError(detail) from None
+        raise error_type(e.detail)(e.detail) from None
+
+
+# The engine words its errors as PyTorch does; PyTorch raises these ones as IndexError/ValueError.
+_INDEX_ERRORS = ("Dimension out of range", "too many indices", "is out of bounds for dimension",
+                 "index out of range in self", "Index is supposed to be a vector",
+                 "tensors used as indices")
+_VALUE_ERRORS = ("Expected input batch_size", "For 1D input, 1D target")
+
+
+def error_type(detail: str) -> type[Exception]:
+    if any(s in detail for s in _INDEX_ERRORS):
+        return IndexError
+    if any(detail.startswith(s) for s in _VALUE_ERRORS):
+        return ValueError
+    return RuntimeError
 
 
 def node(op: str, inputs: Sequence[Expr], attrs: Mapping[str, object]) -> Expr:

@@ -13,8 +13,6 @@ from ._core import apply
 from ._inplace import check_inplace, commit, make_view
 from ._ops import is_tensor, scalar
 
-_FULL = ("slice", None, None, None)
-
 
 def _as_index_tensor(x):
     from ._factories import tensor
@@ -23,40 +21,85 @@ def _as_index_tensor(x):
 
 def parse_index(t, index) -> tuple[tuple, list, str | None]:
     """(engine index items, index tensors, grad_fn name of a basic index or None if advanced)."""
-    if not isinstance(index, tuple):
-        index = (index,)
+    single = not isinstance(index, tuple)
+    parsed = [_classify(item) for item in ((index,) if single else index)]
+    consumed = sum(v.dim() if kind == "mask" else 1 for kind, v in parsed
+                   if kind in ("int", "slice", "tensor", "mask"))
     items: list = []
     tensors: list = []
     last = "AliasBackward0"
-    for item in index:
-        if item is None:
+    dim = 0                    # the dim of `t` the next item applies to
+    advanced = 0               # how many dims tensor indices have consumed (torch's error numbering)
+    for kind, v in parsed:
+        if kind == "none":
             items.append(None)
             last = "UnsqueezeBackward0"
-        elif item is Ellipsis:
+        elif kind == "ellipsis":
             items.append("...")
-        elif isinstance(item, slice):
-            start, stop, step = (_int_or_none(item.start), _int_or_none(item.stop),
-                                 _int_or_none(item.step))
-            if step is not None and step <= 0:
-                raise ValueError("step must be greater than zero")
-            items.append(("slice", start, stop, step))
-            if items[-1] != _FULL:
+            dim += max(t.dim() - consumed, 0)
+        elif kind == "slice":
+            items.append(v)
+            # torch skips a slice covering its whole dim with step 1 (0:, :n, ...), unless it is
+            # the whole index.
+            _, start, stop, step = v
+            size = t.shape[dim] if dim < t.dim() else 0
+            full = start in (None, 0) and step in (None, 1) and (stop is None or stop >= size)
+            if single or not full:
                 last = "SliceBackward0"
-        elif isinstance(item, (bool, np.bool_)):
-            raise NotImplementedError("gradserve: indexing with a Python bool is not supported")
-        elif scalar(item) is not None and isinstance(scalar(item), int):
-            items.append(int(item))
+            dim += 1
+        elif kind == "int":
+            items.append(v)
             last = "SelectBackward0"
+            dim += 1
+        elif kind == "mask":
+            items.append(("mask", int(np.count_nonzero(v._value()))))
+            tensors.append(v)
+            dim += v.dim()
+            advanced += v.dim()
         else:
-            idx = _as_index_tensor(item)
-            if idx.dtype.name == "bool":
-                items.append(("mask", int(np.count_nonzero(idx._value()))))
-            elif idx.is_floating_point():
-                raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
-            else:
-                items.append("tensor")
-            tensors.append(idx)
+            _check_bounds(v, t, dim, advanced)
+            items.append("tensor")
+            tensors.append(v)
+            dim += 1
+            advanced += 1
     return tuple(items), tensors, (None if tensors else last)
+
+
+def _classify(item) -> tuple[str, object]:
+    if item is None:
+        return "none", None
+    if item is Ellipsis:
+        return "ellipsis", None
+    if isinstance(item, slice):
+        start, stop, step = (_int_or_none(item.start), _int_or_none(item.stop), _int_or_none(item.step))
+        if step is not None and step <= 0:
+            raise ValueError("step must be greater than zero")
+        return "slice", ("slice", start, stop, step)
+    if isinstance(item, (bool, np.bool_)):
+        raise NotImplementedError("gradserve: indexing with a Python bool is not supported")
+    if scalar(item) is not None and isinstance(scalar(item), int):
+        return "int", int(item)
+    idx = _as_index_tensor(item)
+    if idx.dtype.name == "bool":
+        return "mask", idx
+    if idx.is_floating_point():
+        raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+    if idx.dim() == 0:
+        return "int", int(idx.item())       # a 0-dim integer tensor indexes like an int
+    return "tensor", idx
+
+
+def _check_bounds(idx, t, dim: int, advanced: int) -> None:
+    """PyTorch checks index values when indexing; do it now if they are known (a lazy index is
+    checked by the executor)."""
+    values = idx._expr.value
+    if values is None or dim >= t.dim() or values.size == 0:
+        return
+    size = t.shape[dim]
+    bad = (values < -size) | (values >= size)
+    if bad.any():
+        raise IndexError(f"index {values[bad].flat[0]} is out of bounds for dimension {advanced} with size "
+                         f"{size}")
 
 
 def _int_or_none(x):

@@ -47,16 +47,119 @@ def make_view(base: TensorCore, op: str, attrs: dict, name: str) -> TensorCore:
 
 
 def _noncontiguous(out: TensorCore, base: TensorCore, op: str, attrs: dict) -> bool:
-    """Whether a view's elements are out of row-major order (then reshape copies, view fails)."""
-    if base._noncontiguous:
-        return True
+    """Whether a view's elements are out of row-major order (then reshape copies, view fails).
+
+    Views carry their strides (derived from the base's, as PyTorch computes them); other tensors
+    count as row-major. Records `out._strides` when the op is modelled.
+    """
+    strides = _view_strides(base, op, attrs, out)
+    if strides is None:
+        return base._noncontiguous
+    out._strides = tuple(strides)
+    return not _contiguous(strides, tuple(out.shape))
+
+
+def _row_major(shape: tuple[int, ...]) -> list[int]:
+    strides = [1] * len(shape)
+    for k in range(len(shape) - 2, -1, -1):
+        strides[k] = strides[k + 1] * max(shape[k + 1], 1)
+    return strides
+
+
+def _view_strides(base: TensorCore, op: str, attrs: dict, out: TensorCore) -> list[int] | None:
+    shape = tuple(base.shape)
+    st = list(base._strides) if base._strides is not None else _row_major(shape)
     if op in _PERMUTES:
-        perm = _permutation(op, attrs, base.dim())
-        moved = [p for p in perm if base.shape[p] != 1]
-        return moved != sorted(moved)
+        return [st[p] for p in _permutation(op, attrs, base.dim())]
     if op == "expand":
-        return tuple(out.shape) != tuple(base.shape)
-    return False
+        new = out.dim() - base.dim()
+        return [0] * new + [st[i] if shape[i] == out.shape[new + i] else 0 for i in range(base.dim())]
+    if op == "getitem":
+        return _getitem_strides(shape, st, attrs["index"])
+    if op in ("split", "chunk"):
+        return st
+    if op == "unbind":
+        d = attrs.get("dim", 0) % base.dim()
+        return st[:d] + st[d + 1:]
+    if op == "unsqueeze":
+        d = attrs["dim"] % (base.dim() + 1)
+        return st[:d] + [st[d] * shape[d] if d < base.dim() else 1] + st[d:]
+    if op == "squeeze":
+        dims = attrs.get("dim")
+        if dims is None:
+            drop = {i for i, n in enumerate(shape) if n == 1}
+        else:
+            dims = dims if isinstance(dims, tuple) else (dims,)
+            drop = {d % max(base.dim(), 1) for d in dims if base.dim() and shape[d % base.dim()] == 1}
+        return [x for i, x in enumerate(st) if i not in drop]
+    if op in _RESHAPES:
+        return compute_stride(shape, st, tuple(out.shape))
+    return None
+
+
+def view_strides(t: TensorCore) -> tuple[int, ...]:
+    return t._strides if t._strides is not None else tuple(_row_major(tuple(t.shape)))
+
+
+def compute_stride(old_shape: tuple[int, ...], old_strides, new_shape: tuple[int, ...]) -> list[int] | None:
+    """The strides of a view of `new_shape`, or None if no view can have it (at::detail::
+    computeStride: each run of dims that is contiguous in memory must split into whole new dims)."""
+    if not old_shape:
+        return [1] * len(new_shape)
+    if 0 in old_shape:
+        return _row_major(new_shape)
+    new_strides = [0] * len(new_shape)
+    view_d = len(new_shape) - 1
+    chunk_base_stride = old_strides[-1]
+    tensor_numel = view_numel = 1
+    for tensor_d in range(len(old_shape) - 1, -1, -1):
+        tensor_numel *= old_shape[tensor_d]
+        if tensor_d == 0 or (old_shape[tensor_d - 1] != 1
+                             and old_strides[tensor_d - 1] != tensor_numel * chunk_base_stride):
+            while view_d >= 0 and (view_numel < tensor_numel or new_shape[view_d] == 1):
+                new_strides[view_d] = view_numel * chunk_base_stride
+                view_numel *= new_shape[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if tensor_d > 0:
+                chunk_base_stride = old_strides[tensor_d - 1]
+                tensor_numel = view_numel = 1
+    return new_strides if view_d == -1 else None
+
+
+def _getitem_strides(shape: tuple[int, ...], strides: list[int], items: tuple) -> list[int]:
+    """Strides of a basic-index view (ints drop a dim, slices multiply its stride by the step,
+    None adds a size-1 dim)."""
+    consumed = sum(1 for it in items if it is not None and it != "...")
+    out: list[int] = []
+    dim = 0
+    for it in items:
+        if it is None:
+            out.append(0)
+        elif it == "...":
+            n = max(len(shape) - consumed, 0)
+            out.extend(strides[dim:dim + n])
+            dim += n
+        elif isinstance(it, int):
+            dim += 1
+        else:
+            out.append(strides[dim] * (it[3] or 1))
+            dim += 1
+    return out + strides[dim:]
+
+
+def _contiguous(strides: list[int], shape: tuple[int, ...]) -> bool:
+    """c10's is_contiguous: row-major strides, ignoring dims of size 1 (and empty tensors)."""
+    if 0 in shape:
+        return True
+    expected = 1
+    for size, stride in zip(reversed(shape), reversed(strides), strict=True):
+        if size != 1:
+            if stride != expected:
+                return False
+            expected *= size
+    return True
 
 
 def root_of(t: TensorCore) -> TensorCore:

@@ -8,6 +8,7 @@ op was called (`a.sum()` SumBackward0 but `a.sum(0)` SumBackward1), so they live
 from __future__ import annotations
 
 import collections
+import math
 import numbers
 from typing import Any
 
@@ -61,6 +62,25 @@ def binary(op: str, a, other, name: str | None, **attrs):
         raise TypeError(f"{op}(): argument 'other' must be Tensor or Number, not {type(other).__name__}")
     attrs["other"] = s
     return apply(op, [a], attrs, name)
+
+
+def _check_index_values(t, dim, index, op: str) -> None:
+    """PyTorch checks index values eagerly; so do we when they are known (lazy ones are checked
+    by the executor)."""
+    values = index._expr.value if is_tensor(index) else None
+    if values is None or values.size == 0 or not t.dim():
+        return
+    d = int(dim) % t.dim()
+    size = t.shape[d]
+    bad = (values < 0) | (values >= size)
+    if not bad.any():
+        return
+    first = values[bad].flat[0]
+    if op == "gather":
+        raise RuntimeError(f"index {first} is out of bounds for dimension {d} with size {size}")
+    if d == 0:
+        raise IndexError("index out of range in self")
+    raise RuntimeError(f"INDICES element is out of DATA bounds, id={first} axis_dim={size}")
 
 
 _WARNED: set[str] = set()
@@ -462,8 +482,10 @@ class TensorOps:
                                f"{a}D and {b}D")
         name = {(1, 1): "DotBackward0", (2, 1): "MvBackward0", (2, 2): "MmBackward0",
                 (1, 2): "SqueezeBackward4"}.get((a, b), "UnsafeViewBackward0")
-        if a == 3 and b == 3 and self.shape[0] == other.shape[0]:
-            name = "UnsafeViewBackward0"
+        if a == 2 and b >= 3 and self.requires_grad:
+            # at::matmul folds to (b.mT @ a.T).mT.contiguous() when the matrix needs a gradient;
+            # contiguous() copies unless one of the two result dims is 1.
+            name = "TransposeBackward0" if 1 in (self.shape[0], other.shape[-1]) else "CloneBackward0"
         return apply("matmul", [self, other], None, name)
 
     def mm(self, mat2):
@@ -491,19 +513,33 @@ class TensorOps:
         return make_view(self, op, attrs, name)
 
     def reshape(self, *shape):
-        if not self.is_contiguous():
-            out = apply("reshape", [self], {"shape": _sizes(shape)}, "UnsafeViewBackward0")
-            return out
-        return self._view_op("reshape", {"shape": _sizes(shape)}, "ViewBackward0")
+        if self.is_contiguous():
+            return self._view_op("reshape", {"shape": _sizes(shape)}, "ViewBackward0")
+        if self._view_strides_for(_sizes(shape)) is not None:
+            return self._view_op("reshape", {"shape": _sizes(shape)}, "ReshapeAliasBackward0")
+        return apply("reshape", [self], {"shape": _sizes(shape)}, "UnsafeViewBackward0")
 
     def view(self, *shape):
         if len(shape) == 1 and not isinstance(shape[0], (int, tuple, list, np.integer)):
             return self.to(shape[0])
-        if not self.is_contiguous():
+        if not self.is_contiguous() and self._view_strides_for(_sizes(shape)) is None:
             raise RuntimeError("view size is not compatible with input tensor's size and stride (at least "
                                "one dimension spans across two contiguous subspaces). Use .reshape(...) "
                                "instead.")
         return self._view_op("reshape", {"shape": _sizes(shape)}, "ViewBackward0")
+
+    def _view_strides_for(self, shape: tuple[int, ...]):
+        """The strides a view of this tensor with `shape` would have, or None if it needs a copy
+        (`()` for a shape the op will reject)."""
+        from ._inplace import compute_stride, view_strides
+        known = [d for d in shape if d != -1]
+        n = self.numel()
+        if -1 in shape:
+            rest = math.prod(known)
+            shape = tuple(n // rest if d == -1 and rest else d for d in shape)
+        if math.prod(shape) != n:
+            return ()              # not a valid shape: the op's own check reports it
+        return compute_stride(tuple(self.shape), view_strides(self), shape)
 
     def view_as(self, other):
         return self.view(other.shape)
@@ -519,8 +555,9 @@ class TensorOps:
                 (start_dim % self.dim()) == (end_dim % self.dim()):
             return self
         if not self.is_contiguous():
-            return apply("flatten", [self], {"start_dim": start_dim, "end_dim": end_dim},
-                         "UnsafeViewBackward0")
+            s, e = start_dim % self.dim(), end_dim % self.dim()
+            shape = self.shape
+            return self.reshape(*shape[:s], math.prod(shape[s:e + 1]), *shape[e + 1:])
         return self._view_op("flatten", {"start_dim": start_dim, "end_dim": end_dim}, "ViewBackward0")
 
     def unflatten(self, dim, sizes):
@@ -690,9 +727,11 @@ class TensorOps:
     # ----- indexing-style ops ------------------------------------------------------------
 
     def gather(self, dim, index):
+        _check_index_values(self, dim, index, "gather")
         return apply("gather", [self, index], {"dim": int(dim)}, "GatherBackward0")
 
     def index_select(self, dim, index):
+        _check_index_values(self, dim, index, "index_select")
         return apply("index_select", [self, index], {"dim": int(dim)}, "IndexSelectBackward0")
 
     def masked_fill(self, mask, value):
