@@ -30,7 +30,7 @@ PORT = 50051
 LOCAL_BASE = "gradserve-base:bookworm"
 TEST_IMAGE = "gradserve:test"
 LOAD_SCRIPT = ROOT / "tests" / "deploy" / "load.py"
-TUTORIAL = ROOT / "examples" / "autograd_tutorial.py"
+TUTORIAL = ROOT / "client" / "examples" / "autograd_tutorial.py"
 # One line per request at DEBUG level (server/front.py); counted per container to see who served.
 # `worker=` is filled in once a worker has computed the request and its Summary is on its way. The
 # status is not used: a client that has read the Summary may close the stream before the server's

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import io
-import pathlib
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,8 +17,6 @@ import gradserve
 import gradserve as torch
 from gradserve._demo import TUTORIAL
 from gradserve._format import tensor_repr
-
-EXAMPLE = pathlib.Path(__file__).parents[2] / "examples" / "autograd_tutorial.py"
 
 # What PyTorch 2.13 prints for the tutorial, up to the random parts (checked separately).
 EXPECTED_HEAD = """\
@@ -43,8 +43,13 @@ def run_tutorial() -> str:
     return out.getvalue()
 
 
-def test_example_is_the_demo_tutorial():
-    assert EXAMPLE.read_text() == TUTORIAL
+def test_shipped_example_runs_as_a_module_against_a_server(server):
+    # What the docs and the deployment run: the example module of the installed package.
+    env = {**os.environ, "GRADSERVE_ADDRESS": server.address}
+    done = subprocess.run([sys.executable, "-m", "gradserve.examples.autograd_tutorial"], env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    check_tutorial_output(done.stdout)
 
 
 def check_tutorial_output(text: str) -> None:

@@ -89,7 +89,7 @@ def test_tutorial_from_a_client_container_in_the_network(deployment, tutorial_ex
     assert _same(result.stdout, mask_numbers=True) == _same(tutorial_expected, mask_numbers=True)
     # Seeded, the output is identical to the in-process run on the host, digit for digit.
     seeded = deployment.run_client("-v", f"{SEEDED.parent}:/load:ro", "client",
-                                   "/load/seeded.py", "/examples/autograd_tutorial.py")
+                                   "/load/seeded.py", "-m", "gradserve.examples.autograd_tutorial")
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
     assert _same(seeded.stdout) == _same(tutorial_expected)
     progress("tutorial from the client container: same output as the in-process run")

@@ -1,0 +1,1 @@
+"""Runnable examples shipped with gradserve: `python -m gradserve.examples.autograd_tutorial`."""
