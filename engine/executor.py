@@ -267,6 +267,7 @@ def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
     # errstate blocks, so the caller never runs inside our floating-point error settings.
     ops, nodes, reads, inputs = plan.ops, plan.graph.nodes, plan.reads, plan.inputs
     standins: dict[int, np.ndarray] = {}
+    summed: set[int] = set()   # positions whose accumulated gradient is an array made here
     ready: list[Result] = []
     position = len(steps)
     while position:
@@ -314,7 +315,13 @@ def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
                         if gi.dtype != spec.dtype:
                             gi = gi.astype(spec.dtype)
                         prev = acc[i]
-                        acc[i] = gi if prev is None else prev + gi
+                        if prev is None:
+                            acc[i] = gi
+                        elif i in summed and type(prev) is np.ndarray:
+                            np.add(prev, gi, out=prev)   # an array this loop made: add in place
+                        else:
+                            acc[i] = prev + gi
+                            summed.add(i)
                 for i in ins:
                     if leads[i]:
                         pending[i] -= 1
@@ -325,6 +332,8 @@ def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
                     _release(vals, uses, p)
                 for i in read_ins:
                     _release(vals, uses, i)
+            # Nothing of this step may stay alive while the caller holds the results.
+            g = xs = out = in_grads = gi = prev = None
         yield from ready
         ready.clear()
 
