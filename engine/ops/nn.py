@@ -223,11 +223,15 @@ def _index_dlogp(g, logp, target, weight, attrs):
         coef = np.broadcast_to(g, w.shape)
     d = np.zeros(lp.shape, logp.dtype)
     eps = attrs.get("label_smoothing") or 0.0
-    np.put_along_axis(d, safe[..., None], (-(1 - eps) * coef * w)[..., None], axis=-1)
+    # Ignored rows are never written, as in PyTorch's kernel: they stay +0. (-coef * 0 would be
+    # -0.) and stay finite when every target is ignored under "mean" (coef is then inf).
+    valid = target != attrs.get("ignore_index", -100)
+    with np.errstate(invalid="ignore"):
+        picked = np.where(valid, -(1 - eps) * coef * w, 0)
+    np.put_along_axis(d, safe[..., None], picked[..., None].astype(d.dtype, copy=False), axis=-1)
     if eps:
-        valid = target != attrs.get("ignore_index", -100)
         wc = 1 if weight is None else weight
-        d -= (eps / lp.shape[-1]) * (coef * valid)[..., None] * wc
+        d -= (eps / lp.shape[-1]) * np.where(valid, coef, 0)[..., None] * wc
     return _classes_back(d, logp.ndim)
 
 

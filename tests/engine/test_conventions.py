@@ -292,3 +292,19 @@ def test_prod_gradient_of_an_empty_tensor(shape, attrs):
     # conformance: prod over a masked selection with no elements failed in backward
     (g,) = grads("prod", np.zeros(shape, F32), **attrs)
     assert g.shape == shape
+
+
+# Rows whose target is ignored are never written by PyTorch's nll_loss backward: +0. (was -0.),
+# and still 0 when every target is ignored under "mean" (the loss is NaN, the gradient is not).
+@pytest.mark.parametrize("op, attrs", [
+    ("nll_loss", {}), ("nll_loss", {"reduction": "sum"}), ("nll_loss", {"reduction": "none"}),
+    ("cross_entropy", {}), ("cross_entropy", {"reduction": "none"}),
+    ("cross_entropy", {"label_smoothing": 0.2}),
+])
+@pytest.mark.parametrize("target", [np.array([0, -100, 2]), np.array([-100, -100, -100])])
+def test_ignored_targets_get_positive_zero_gradients(op, attrs, target):
+    z = np.array([[0.2, -1.0, 0.5], [1.0, 0.3, -0.4], [0.1, 0.2, 0.3]], F32)
+    (g, _) = grads(op, z, target, **attrs)
+    ignored = g[target == -100]
+    np.testing.assert_array_equal(ignored, np.zeros_like(ignored))
+    assert not np.signbit(ignored).any()
