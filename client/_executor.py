@@ -142,9 +142,13 @@ class RemoteExecutor:
         self.retries = max(1, retries)
         opts = dict(options or ())
         if target.startswith("dns:") and "grpc.service_config" not in opts:
-            # NOTE: replicas behind one DNS name are balanced per RPC only with round_robin
-            # (../shared/reference/grpc-transport.md §0.5).
+            # NOTE: replicas behind one DNS name are balanced per RPC only with round_robin; the
+            # default pick_first sends everything to the first address
+            # (https://github.com/grpc/grpc/blob/master/doc/load-balancing.md).
             opts["grpc.service_config"] = ROUND_ROBIN
+            # gRPC re-resolves a name at most every 30 s by default: a running client would take
+            # that long to use a replica added by a scale-up.
+            opts.setdefault("grpc.dns_min_time_between_resolutions_ms", 5000)
         opts.setdefault("grpc.enable_retries", 1)
         items = list(opts.items())
         if credentials is None:

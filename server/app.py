@@ -1,9 +1,9 @@
 """Starting and stopping a server: worker pool first, then the gRPC front with health and reflection.
 
 The front is the synchronous grpc.server, not grpc.aio: measured, the two are equal in latency and
-throughput here (grpc-transport.md §0.7, §4a/§4b), all CPU work happens in the worker processes, and
-the sync server lets an RPC thread simply block on its job's event queue while gRPC's
-`context.add_callback` delivers cancellation and deadlines. The cost is one thread per admitted
+throughput here, all CPU work happens in the worker processes, and the sync server lets an RPC
+thread simply block on its job's event queue while gRPC's `context.add_callback` delivers
+cancellation and deadlines. The cost is one thread per admitted
 stream, which admission control bounds (Options.grpc_threads).
 """
 
@@ -82,6 +82,9 @@ class RunningServer:
             self._server, self.health, self.port = self._start_grpc(options)
             if not self.pool.wait_until(lambda p: p.ready_count() == options.workers, ready_timeout):
                 raise RuntimeError(f"workers not ready within {ready_timeout}s")
+            # Serving only once every worker can take a job: probes and balancers wait till then.
+            from grpc_health.v1 import health_pb2
+            self._set_health(self.health, health_pb2.HealthCheckResponse.SERVING)
         except BaseException:
             self._release()
             raise
@@ -128,9 +131,13 @@ class RunningServer:
         if not port:   # old grpcio versions return 0 instead of raising (grpc#16920)
             raise OSError(f"cannot bind {format_address(o.host, o.port)}")
         server.start()
-        for service in ("", SERVICE_NAME):
-            health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
         return server, health_servicer, port
+
+    @staticmethod
+    def _set_health(health_servicer, status) -> None:
+        for service in ("", SERVICE_NAME):
+            health_servicer.set(service, status)
 
     def stop(self, grace: float | None = None) -> None:
         """Health goes NOT_SERVING, new calls are refused, in-flight calls get `grace` seconds

@@ -1,5 +1,5 @@
 """Autograd semantics against PyTorch 2.13: backward, .grad, leaves, hooks, autograd.grad, and the
-exact error types and messages (strings from torch-2.13-outputs/03 and 04)."""
+exact error types and messages (strings as PyTorch 2.13 prints them)."""
 
 from __future__ import annotations
 

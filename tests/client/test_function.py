@@ -1,4 +1,4 @@
-"""torch.autograd.Function against PyTorch 2.13 (§A14): forward/backward run on the client, the
+"""torch.autograd.Function against PyTorch 2.13: forward/backward run on the client, the
 backward request is cut at the Function, and every error text is PyTorch's."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""torch.autograd.gradcheck (§A15): PyTorch's defaults, warning and failure message, computed
+"""torch.autograd.gradcheck: PyTorch's defaults, warning and failure message, computed
 through the current executor (float64 end to end through a real server)."""
 
 from __future__ import annotations
