@@ -62,15 +62,9 @@ def _status(name: str):
 
 
 def _engine_status(e: Exception):
-    if isinstance(e, engine.UnknownOpError):
-        return _status("UNIMPLEMENTED")
-    if isinstance(e, engine.LimitError):
-        return _status("RESOURCE_EXHAUSTED")
-    if isinstance(e, engine.Cancelled):
-        return _status("CANCELLED")
-    if isinstance(e, engine.GraphError):
-        return _status("INVALID_ARGUMENT")
-    return _status("INTERNAL")
+    # The service's own mapping, so an error reads the same whichever executor computed the graph.
+    from gradserve.server.errors import status_for
+    return status_for(e)[0]
 
 
 # ---------------------------------------------------------------------------------------------
