@@ -39,15 +39,18 @@ def format_tensor(a: np.ndarray) -> str:
 def check_jacobians(forward: Forward, vjp: Vjp, inputs: Sequence[np.ndarray], *,
                     eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
                     raise_exception: bool = True,
-                    formatter: Callable[[np.ndarray], str] = format_tensor) -> bool:
+                    formatter: Callable[[np.ndarray], str] = format_tensor,
+                    warn_not_double: bool = True) -> bool:
     """Compare d outputs / d inputs two ways.
 
     forward(inputs) -> outputs; vjp(inputs, output_index, cotangent) -> one gradient (or None,
-    meaning zero) per input. Jacobians are laid out like PyTorch's: (input numel, output numel).
+    meaning zero) per input. Jacobians are laid out like PyTorch's: (input numel, output numel);
+    the analytical one has the input's dtype, the numerical one the output's. A caller that numbers
+    inputs differently (torch counts every argument) passes warn_not_double=False and warns itself.
     """
     inputs = [np.array(x, order="C") for x in inputs]   # reshape(-1) below must be a view
     for k, x in enumerate(inputs):
-        if x.dtype != np.float64:
+        if warn_not_double and x.dtype != np.float64:
             warnings.warn(NOT_DOUBLE.format(k), UserWarning, stacklevel=2)
     outputs = [np.asarray(o) for o in forward(inputs)]
     for j, out in enumerate(outputs):
@@ -72,17 +75,23 @@ def check_jacobians(forward: Forward, vjp: Vjp, inputs: Sequence[np.ndarray], *,
 
 def _numerical_jacobian(forward: Forward, inputs: list[np.ndarray], k: int, j: int,
                         out: np.ndarray, eps: float) -> np.ndarray:
+    """Central differences computed as torch does: in the output's dtype, minus side first."""
     x = inputs[k]
-    jac = np.zeros((x.size, out.size), x.dtype)
+    dtype = out.dtype if out.dtype.kind == "f" else np.dtype(np.float64)
+    jac = np.zeros((x.size, out.size), dtype)
     flat = x.reshape(-1)          # a view: perturbing it perturbs inputs[k]
     for i in range(x.size):
         orig = flat[i]
-        flat[i] = orig + eps
-        plus = np.array(forward(inputs)[j], np.float64)   # a copy: may view x
         flat[i] = orig - eps
-        minus = np.array(forward(inputs)[j], np.float64)
+        minus = np.array(forward(inputs)[j], dtype)   # a copy: may view x
+        flat[i] = orig + eps
+        plus = np.array(forward(inputs)[j], dtype)
         flat[i] = orig
-        jac[i] = ((plus - minus) / (2 * eps)).reshape(-1)
+        diff = plus - minus
+        if dtype == np.float16:   # torch divides a half tensor by a scalar in float32
+            jac[i] = (diff.astype(np.float32) / np.float32(2 * eps)).reshape(-1)
+        else:
+            jac[i] = (diff / dtype.type(2 * eps)).reshape(-1)
     return jac
 
 

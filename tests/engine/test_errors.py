@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -225,3 +227,23 @@ def test_matmul_family_checks_shapes_before_dtypes(op, a, b, text):
     with pytest.raises(GraphError) as e:
         infer_node(op, [TensorSpec(a, F32), TensorSpec(b, np.dtype(np.float64))], {})
     assert e.value.detail == text
+
+
+def test_gradcheck_numerical_jacobian_takes_the_output_dtype():
+    # torch: float64 output of a float32 input prints the numerical Jacobian as float64 (and the
+    # analytical one as float32); warn_not_double=False leaves the warning to the caller.
+    x = np.array([1.0, 2.0], F32)
+
+    def forward(xs):
+        return [(xs[0].astype(np.float64) * 3).sum()]
+
+    def vjp(xs, j, cotangent):
+        return [np.full(2, cotangent * 3, F32)]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(GradcheckError) as e:
+            check_jacobians(forward, vjp, [x], warn_not_double=False)
+    numerical, analytical = str(e.value).split("\n", 1)[1].split("\nanalytical:")
+    assert numerical.endswith("dtype=torch.float64)") and "dtype" not in analytical
+    assert "2.9504" in numerical    # (f(x + eps) - f(x - eps)) / 2eps of float32 x, not of 3x
