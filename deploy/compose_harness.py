@@ -2,7 +2,7 @@
 
 Used by tests/deploy and deploy/measure.py. Containers are controlled with the `docker` SDK; compose
 itself runs as a subprocess (`docker compose` when the plugin exists, else `docker-compose`), with
-exactly the commands deploy/README.md documents.
+exactly the commands the README's deployment section documents.
 """
 
 from __future__ import annotations
