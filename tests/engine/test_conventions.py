@@ -308,3 +308,26 @@ def test_ignored_targets_get_positive_zero_gradients(op, attrs, target):
     ignored = g[target == -100]
     np.testing.assert_array_equal(ignored, np.zeros_like(ignored))
     assert not np.signbit(ignored).any()
+
+
+# p-norms to the bit as ATen's NormOps (values recorded with PyTorch 2.13): powers added one by one
+# in float, and one reduced element is |x| itself (conformance: `x - x.norm(p=3)` printed 2.3842e-07).
+NORM_X = a(0.13, -2.5, 0.71, 1.9, -0.02, 3.3, 0.5, -1.1, 0.9, 0.37, -0.6, 2.2, 1.05, -0.33, 0.8, 1.7,
+           -2.9)
+
+
+@pytest.mark.parametrize("p, expected", [(3.0, 4.685853481292725), (0.5, 295.5578918457031),
+                                         (1.5, 9.366215705871582), (1.0, 21.010000228881836),
+                                         (4.0, 4.081149101257324)])
+def test_p_norm_is_bit_identical_to_aten(p, expected):
+    assert forward("norm", NORM_X, p=p) == F32(expected)
+    assert forward("norm", NORM_X.reshape(1, -1), p=p, dim=1)[0] == F32(expected)
+    assert forward("norm", NORM_X.astype(np.float16), p=2.0) == np.float16(6.484375)
+
+
+@pytest.mark.parametrize("p", [3.0, 1.5, 0.5, 4.0])
+def test_p_norm_of_one_element_is_its_magnitude(p):
+    x = a(0.13, -0.37, 3.13, -0.01)
+    np.testing.assert_array_equal(forward("norm", x.reshape(4, 1), p=p, dim=1), np.abs(x))
+    assert forward("norm", x[1:2], p=p) == F32(0.37)
+    assert forward("norm", np.float64(-3.13), p=p) == 3.13
