@@ -11,6 +11,7 @@ import time
 from typing import Callable
 
 import numpy as np
+
 from gradserve.engine import Graph, Leaf, Node, backward, plan
 
 F32 = np.dtype(np.float32)
