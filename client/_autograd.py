@@ -37,14 +37,16 @@ ERR_BACKWARD_TWICE = (
 class SavedRef:
     """One tensor a node saved for backward: which version of it the gradient needs."""
 
-    __slots__ = ("counter", "version", "tensor", "role", "producer")
+    __slots__ = ("counter", "version", "tensor", "role", "producer", "index")
 
-    def __init__(self, tensor: "Tensor", role: str, producer: str | None = None) -> None:
+    def __init__(self, tensor: "Tensor", role: str, producer: str | None = None,
+                 index: int | None = None) -> None:
         self.counter = tensor._vc
         self.version = tensor._vc.value
         self.tensor = weakref.ref(tensor)
         self.role = role
         self.producer = producer       # for a saved output: the node that produced (and saved) it
+        self.index = index             # for a saved input: its position among the op's inputs
 
     def check(self) -> None:
         current = self.counter.value

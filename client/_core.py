@@ -499,7 +499,7 @@ def apply(op: str, tensors: Sequence["TensorCore"], attrs: dict | None = None, n
         for j in reads:
             if tensors[j]._inference:
                 raise RuntimeError(INFERENCE_SAVE_ERROR)
-            refs.append(_autograd.SavedRef(tensors[j], "input"))
+            refs.append(_autograd.SavedRef(tensors[j], "input", index=j))
         fn._tensor = weakref.ref(out)
         out._grad_fn = fn
         if reads_output:

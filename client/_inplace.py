@@ -261,6 +261,12 @@ def commit(t: TensorCore, out: TensorCore, *, bump: bool = True) -> TensorCore:
     if tuple(out.shape) != tuple(t.shape):
         raise RuntimeError(f"output with shape {list(t.shape)} doesn't match the broadcast shape "
                            f"{list(out.shape)}")
+    fn = out._grad_fn
+    if fn is not None and fn._refs:
+        # PyTorch's in-place ops keep a copy of self's old value when backward needs it
+        # (y.sin_(), y.mul_(w)), so changing self is no error; self passed again (y.mul_(y)) is.
+        fn._refs = tuple(r for r in fn._refs
+                         if not (r.role == "input" and r.index == 0 and r.tensor() is t))
     v = t._view
     if v is None:
         t._storage.expr = out._expr
