@@ -290,6 +290,10 @@ def backward(plan: Plan, values: Mapping[int, np.ndarray], roots: Sequence[int],
                 read_ins, read_out = reads[k]
                 if g is not None:
                     xs = [vals[i] if i in read_ins else _standin(specs[i], standins) for i in ins]
+                    if len(xs) == 2 and xs[0] is xs[1] and ins[0] != ins[1]:
+                        # Two ids sharing one array (a leaf and its detached value): rules read
+                        # `a is b` as "x op x" (one node), so hand them distinct objects.
+                        xs[1] = xs[1].view()
                     out = vals[p] if read_out else _standin(specs[p], standins)
                     node = nodes[k]
                     op = ops[k]

@@ -214,3 +214,15 @@ def test_zero_dim_gradient_reaching_a_rule_that_writes_into_its_copy():
     results = list(backward(plan(g), {1: np.array([1, 2, 3], f32)}, [7], {7: np.array(1, f32)}, [1]))
     grad = [r.array for r in results if r.kind == "grad"][0]
     np.testing.assert_array_equal(grad, np.array([2, 0, 2], f32))
+
+
+@pytest.mark.parametrize("order", [(1, 0), (0, 1)])
+def test_two_leaves_sharing_one_array_are_not_x_times_x(order):
+    # conformance: `t.detach() * t` gave t a zero gradient: the client sends the constant and the
+    # leaf as one array object, which mul's backward took for `x * x` of a single node
+    x = np.array([0.669, 0.994])
+    g = Graph([leaf(0), leaf(1, rg=False)], [Node(2, "mul", order), Node(3, "sum", (2,))])
+    grads = grad_map(run(g, {0: x, 1: x}, [3], [0]))
+    np.testing.assert_array_equal(grads[0], x)
+    g = Graph([leaf(0)], [Node(1, "mul", (0, 0)), Node(2, "sum", (1,))])
+    np.testing.assert_array_equal(grad_map(run(g, {0: x}, [2], [0]))[0], 2 * x)
