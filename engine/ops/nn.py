@@ -459,7 +459,7 @@ register("binary_cross_entropy_with_logits", arity=(2, 4), infer=bce_logits_infe
 
 register("relu", infer=lambda specs, attrs: specs[0], saves=(OUTPUT,),
          forward=lambda xs, attrs: keep_max(xs[0], xs[0].dtype.type(0)),
-         backward=lambda g, xs, out, attrs: (g * (out > 0),))
+         backward=lambda g, xs, out, attrs: (np.where(out > 0, g, 0),))  # +0. where cut, as torch
 
 
 def _slope(attrs):

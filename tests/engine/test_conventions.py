@@ -331,3 +331,11 @@ def test_p_norm_of_one_element_is_its_magnitude(p):
     np.testing.assert_array_equal(forward("norm", x.reshape(4, 1), p=p, dim=1), np.abs(x))
     assert forward("norm", x[1:2], p=p) == F32(0.37)
     assert forward("norm", np.float64(-3.13), p=p) == 3.13
+
+
+def test_relu_gradient_where_cut_is_positive_zero():
+    # conformance: a negative upstream gradient through relu's cut gave -0. (g * mask); torch's
+    # threshold_backward writes 0
+    (g,) = grads("relu", a(-1.0, 2.0, 0.0), cotangent=a(-2.0, -2.0, -2.0))
+    np.testing.assert_array_equal(g, a(0.0, -2.0, 0.0))
+    assert not np.signbit(g[[0, 2]]).any()
