@@ -345,8 +345,6 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
             "is not supported yet; the service computes first-order gradients only")
     starts = [r._grad_fn if r._grad_fn is not None else r._accumulate_grad() for r in roots]
     nodes = _traverse(starts)
-    for n in nodes:
-        n._check_saved()
 
     leaves: dict[int, AccumulateGrad] = {}
     for n in nodes:
@@ -373,8 +371,25 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
     else:
         wanted_leaves = leaves
         watched = []
-    if accumulate:
-        watched += [t for t in produced if t._retains_grad]
+    retained = [t for t in produced if t._retains_grad]
+    if targets is None:
+        runs = nodes
+    else:
+        # With inputs given, PyTorch runs only the nodes on a path to them: only those check their
+        # saved tensors, and a tensor's retained grad is filled when it is an input or its grad_fn
+        # leads to one (also in autograd.grad).
+        target_fns = {id(t._grad_fn) for t in watched}
+        leads: dict[int, bool] = {}
+        for n in nodes:
+            leads[id(n)] = any(id(e) in wanted_leaves if isinstance(e, AccumulateGrad)
+                               else id(e) in target_fns or leads[id(e)]
+                               for e in n._edges if e is not None)
+        runs = [n for n in nodes if leads[id(n)]]
+        retained = [t for t in retained if id(t._grad_fn) in target_fns or leads[id(t._grad_fn)]]
+    for n in runs:
+        n._check_saved()
+    targeted = list(watched)
+    watched += retained
     hooked = [t for t in produced if t._hooks]
     watched += hooked
     needed = _reaching_functions(nodes, wanted_leaves, {id(t._grad_fn) for t in watched})
@@ -475,13 +490,18 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
             _accumulate(v, g)
             if v._post_hooks:
                 _run_post_hooks(v)
-        for t in dict.fromkeys(watched):
+        for t in dict.fromkeys(targeted + retained):
             i = plan.slot(t)
             g = None if i is None else got.get(i)
-            if g is not None and (t._retains_grad or targets is not None):
+            if g is not None:
                 _accumulate(t, g)
         return []
 
+    for t in dict.fromkeys(retained):
+        i = plan.slot(t)
+        g = None if i is None else got.get(i)
+        if g is not None:
+            _accumulate(t, g)
     out: list[np.ndarray | None] = []
     for t in targets:
         if t._grad_fn is None:

@@ -47,6 +47,12 @@ def min(input, dim=None, keepdim=False):
     return input.min(dim, keepdim)
 
 
+def dropout(input, p, train):
+    """torch.dropout(input, p, train): F.dropout with positional `train`."""
+    from .nn.functional import dropout as f_dropout
+    return f_dropout(input, p, train)
+
+
 def softmax(input, dim, dtype=None):
     return input.softmax(dim, dtype=dtype)
 
