@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from gradserve import codec, engine
 
@@ -33,12 +35,53 @@ _CODES: list[tuple[type[BaseException], grpc.StatusCode]] = [
 ]
 
 
+# NOTE: details travel in trailing metadata, which clients refuse beyond 16 KiB (and may refuse
+# beyond 8 KiB), reporting RESOURCE_EXHAUSTED instead of the real status
+# (https://github.com/grpc/grpc/issues/37852). Messages can quote what the client sent (attribute
+# values, ids), and percent-encoding can triple their bytes.
+MAX_DETAILS_BYTES = 2048
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and details a client sees for `exc`."""
     for kind, code in _CODES:
         if isinstance(exc, kind):
-            return code, str(exc) or kind.__name__
+            return code, _bounded(str(exc) or kind.__name__)
     return grpc.StatusCode.INTERNAL, f"internal server error ({type(exc).__name__})"
+
+
+def _bounded(details: str) -> str:
+    raw = details.encode()
+    if len(raw) <= MAX_DETAILS_BYTES:
+        return details
+    return raw[:MAX_DETAILS_BYTES].decode(errors="ignore") + " [truncated]"
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    """Stands in for a request message protobuf could not parse (malformed, or nested deeper
+    than its recursion limit)."""
+
+    error: str
+
+
+def _tolerant(deserializer):
+    # NOTE: when a request deserializer raises, gRPC answers INTERNAL ("Exception deserializing
+    # request!", https://github.com/grpc/grpc/blob/master/src/python/grpcio/grpc/_server.py). The
+    # bytes are the client's, so the message is handed on and rejected where it is used.
+    def deserialize(data: bytes):
+        try:
+            return deserializer(data)
+        except DecodeError as e:
+            return _Undecodable(str(e))
+
+    return deserialize
+
+
+def _parsed(message):
+    if type(message) is _Undecodable:
+        raise codec.WireError(f"a request message is not valid protobuf: {message.error}")
+    return message
 
 
 def _abort(exc: Exception, context: grpc.ServicerContext, method: str):
@@ -56,26 +99,27 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         if handler is None:
             return None
         method = handler_call_details.method
+        deserialize = _tolerant(handler.request_deserializer)
         if handler.unary_unary:
             inner = handler.unary_unary
 
             def unary_unary(request, context):
                 try:
-                    return inner(request, context)
+                    return inner(_parsed(request), context)
                 except Exception as e:
                     _abort(e, context, method)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer)
+                unary_unary, deserialize, handler.response_serializer)
         if handler.stream_stream:
             inner_stream = handler.stream_stream
 
             def stream_stream(requests, context):
                 try:
-                    yield from inner_stream(requests, context)
+                    yield from inner_stream(map(_parsed, requests), context)
                 except Exception as e:
                     _abort(e, context, method)
 
             return grpc.stream_stream_rpc_method_handler(
-                stream_stream, handler.request_deserializer, handler.response_serializer)
+                stream_stream, deserialize, handler.response_serializer)
         return handler       # health and reflection: their own status handling

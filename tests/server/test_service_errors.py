@@ -36,6 +36,33 @@ def call(stub, messages, method="Evaluate"):
     return info.value.code(), info.value.details()
 
 
+@pytest.fixture(scope="module")
+def channel(shared_server):
+    with grpc.insecure_channel(shared_server.address) as channel:
+        yield channel
+
+
+def call_raw(channel, method, frames):
+    """A call whose request messages are given as bytes, exactly as they go on the wire."""
+    path = f"/gradserve.v1.Gradients/{method}"
+    with pytest.raises(grpc.RpcError) as info:
+        if method.endswith("Batch"):
+            channel.unary_unary(path)(frames, timeout=30)
+        else:
+            list(channel.stream_stream(path)(iter(frames), timeout=30))
+    return info.value.code(), info.value.details()
+
+
+def nested_value(depth: int) -> bytes:
+    """A Value holding a list holding a list ... `depth` levels deep, encoded by hand (protobuf
+    itself refuses to build what it could not parse)."""
+    value = pb.Value(i=1).SerializeToString()
+    for _ in range(depth):
+        items = b"\x0a" + codec._varint(len(value)) + value          # ValueList.items
+        value = b"\x32" + codec._varint(len(items)) + items          # Value.list
+    return value
+
+
 @pytest.fixture(autouse=True)
 def server_still_serves(stub):
     yield
@@ -81,6 +108,36 @@ def test_unknown_dtype(stub):
 def test_no_header(stub):
     code, details = call(stub, request()[1:])
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "Header" in details
+
+
+@pytest.mark.parametrize("method", ["Evaluate", "Backward", "EvaluateBatch", "BackwardBatch"])
+def test_undecodable_message_is_invalid_argument_not_internal(channel, method):
+    header = request()[0].SerializeToString()
+    frames = header + b"\xff\xff\xff" if method.endswith("Batch") else [header, b"\xff\xff\xff"]
+    code, details = call_raw(channel, method, frames)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "not valid protobuf" in details
+
+
+def test_attribute_nested_beyond_the_protobuf_recursion_limit(channel):
+    messages = request()
+    value = nested_value(200)
+    entry = b"\x0a\x04deep" + b"\x12" + codec._varint(len(value)) + value    # map entry "deep"
+    node = pb.Node(id=3, op="neg", inputs=[0]).SerializeToString()
+    node += b"\x22" + codec._varint(len(entry)) + entry                          # Node.attrs
+    part = b"\x12" + codec._varint(len(node)) + node                            # GraphPart.nodes
+    frames = [m.SerializeToString() for m in messages]
+    frames.insert(2, b"\x12" + codec._varint(len(part)) + part)                 # ComputeRequest.graph
+    code, details = call_raw(channel, "Evaluate", frames)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "not valid protobuf" in details
+
+
+def test_long_error_details_are_cut_to_fit_the_trailers(stub):
+    messages = request()
+    messages[1].graph.nodes.add(id=3, op="add", inputs=[0]).attrs["other"].CopyFrom(
+        pb.Value(s="ü" * 50_000))                                              # quoted in the error
+    code, details = call(stub, messages)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("node 3 (add):")
+    assert details.endswith("[truncated]") and len(details.encode()) < 2100
 
 
 def test_bad_graph_names_node_and_op(stub):
