@@ -69,9 +69,16 @@ def _softmax(xs, attrs):
     return e
 
 
+def row_sum(a: np.ndarray, dim: int) -> np.ndarray:
+    """The backward sums of (log_)softmax with ATen's signed zeros: along the last dim its kernel
+    adds from the first element, so a row of -0. (a zero gradient through a negation) sums to -0.
+    and the gradient comes out +0.; along another dim it starts from +0."""
+    return np.sum(a, axis=dim, keepdims=True, initial=-0.0 if dim == a.ndim - 1 else 0.0)
+
+
 def _softmax_backward(g, xs, out, attrs):
     dim = norm_dim(attrs["dim"], out.ndim)
-    return (out * (g - np.sum(g * out, axis=dim, keepdims=True)),)
+    return (out * (g - row_sum(g * out, dim)),)
 
 
 def _log_softmax(xs, attrs):
@@ -81,7 +88,7 @@ def _log_softmax(xs, attrs):
 
 def _log_softmax_backward(g, xs, out, attrs):
     dim = norm_dim(attrs["dim"], out.ndim)
-    return (g - np.exp(out) * np.sum(g, axis=dim, keepdims=True),)
+    return (g - np.exp(out) * row_sum(g, dim),)
 
 
 register("softmax", infer=softmax_infer, forward=_softmax, backward=_softmax_backward,
@@ -296,7 +303,7 @@ def _cross_entropy_backward(g, xs, out, attrs):
         coef = np.expand_dims(_reduce_grad(g, batch, attrs), cdim)
         dlogp = -_prob_targets(target, n_classes, attrs) * wc * coef
         gt = -logp * wc * coef * (1 - (attrs.get("label_smoothing") or 0.0))
-    gx = dlogp - np.exp(logp) * np.sum(dlogp, axis=cdim, keepdims=True)
+    gx = dlogp - np.exp(logp) * row_sum(dlogp, cdim)
     return (gx, gt) + (None,) * (len(xs) - 2)
 
 

@@ -339,3 +339,26 @@ def test_relu_gradient_where_cut_is_positive_zero():
     (g,) = grads("relu", a(-1.0, 2.0, 0.0), cotangent=a(-2.0, -2.0, -2.0))
     np.testing.assert_array_equal(g, a(0.0, -2.0, 0.0))
     assert not np.signbit(g[[0, 2]]).any()
+
+
+# Signed zeros of (log_)softmax backward (conformance: cross_entropy with probability targets under
+# `** 0` gave -0.): along the last dim ATen sums from the first element, along others from +0.
+Z = a(-0.0, 0.0, -0.0, -0.0, -0.0, -0.0).reshape(2, 3)
+
+
+@pytest.mark.parametrize("op, dim, expected", [
+    ("softmax", 1, a(-0.0, 0.0, -0.0, 0.0, 0.0, 0.0)), ("log_softmax", 1, a(-0.0, 0.0, -0.0, 0.0, 0.0, 0.0)),
+    ("softmax", 0, a(-0.0, 0.0, -0.0, -0.0, -0.0, -0.0)),
+    ("log_softmax", 0, a(-0.0, 0.0, -0.0, -0.0, -0.0, -0.0)),
+])
+def test_softmax_gradient_signed_zeros(op, dim, expected):
+    x = a(0.5, -1.0, 2.0, 1.0, 0.2, 0.3).reshape(2, 3)
+    (g,) = grads(op, x, dim=dim, cotangent=Z)
+    np.testing.assert_array_equal(np.signbit(g).reshape(-1), np.signbit(expected))
+
+
+def test_cross_entropy_probability_targets_zero_gradient_is_positive():
+    x = a(0.5, -1.0, 2.0, 1.0, 0.2, 0.3).reshape(2, 3)
+    t = Const(a(0.2, 0.3, 0.5, 0.1, 0.8, 0.1).reshape(2, 3))
+    (g, _) = grads("cross_entropy", x, t, reduction="sum", cotangent=np.float32(0.0))
+    assert not np.signbit(g).any()
