@@ -8,6 +8,8 @@ parts. Every decoding problem raises WireError naming the tensor (or node) it co
 
 from __future__ import annotations
 
+import math
+import threading
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping, MutableMapping, Sequence
 
@@ -119,7 +121,7 @@ def spec_to_proto(id_: int, shape: Sequence[int], dtype: np.dtype, *,
         raise WireError(f"tensor {id_}: dtype {dtype} is not supported on the wire")
     shape = tuple(int(s) for s in shape)
     return pb.TensorSpec(id=id_, dtype=name, shape=shape,
-                         nbytes=_numel(shape) * dtype.itemsize, requires_grad=requires_grad)
+                         nbytes=math.prod(shape) * dtype.itemsize, requires_grad=requires_grad)
 
 
 def spec_from_proto(spec: pb.TensorSpec, what: str = "tensor") -> WireTensor:
@@ -130,18 +132,16 @@ def spec_from_proto(spec: pb.TensorSpec, what: str = "tensor") -> WireTensor:
     shape = tuple(spec.shape)
     if any(s < 0 for s in shape):
         raise WireError(f"{what} {spec.id}: negative dimension in shape {shape}")
-    expected = _numel(shape) * dtype.itemsize
+    # NumPy checks this product even when another dimension is 0 (the array is empty).
+    extent = math.prod([s for s in shape if s]) * dtype.itemsize
+    if extent > _INT64[1]:
+        raise WireError(f"{what} {spec.id}: shape {shape} of {spec.dtype} spans {extent} bytes, "
+                        f"more than 64-bit sizes hold")
+    expected = 0 if 0 in shape else extent
     if spec.nbytes != expected:
         raise WireError(f"{what} {spec.id}: nbytes is {spec.nbytes} but shape {shape} of "
                         f"{spec.dtype} needs {expected}")
     return WireTensor(spec.id, shape, dtype, expected, spec.requires_grad)
-
-
-def _numel(shape: Sequence[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 def _as_wire_array(id_: int, array: np.ndarray) -> np.ndarray:
@@ -408,8 +408,6 @@ class GraphCache:
     MAX_KEY_BYTES = 64 << 10          # bigger graphs are rare and cost more to hash than to hold
 
     def __init__(self, max_entries: int = 256) -> None:
-        import threading
-
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._entries: dict[bytes, tuple] = {}

@@ -176,6 +176,15 @@ def test_wrong_byte_length_names_the_tensor():
         decode_request(iter(messages))
 
 
+def test_shape_numpy_cannot_hold_names_the_tensor_even_when_empty():
+    messages = simple_request()
+    del messages[1].graph.leaves[0].shape[:]
+    messages[1].graph.leaves[0].shape.extend([0, 2**62])
+    messages[1].graph.leaves[0].nbytes = 0
+    with pytest.raises(codec.WireError, match="leaf 0: shape .* more than 64-bit sizes hold"):
+        decode_request(iter(messages[:2]))
+
+
 def test_truncated_chunk_names_the_tensor():
     messages = simple_request()
     messages[-1].chunk.data = messages[-1].chunk.data[:10]

@@ -105,6 +105,29 @@ def test_unknown_dtype(stub):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and details == "leaf 0: unknown dtype 'bfloat16'"
 
 
+@pytest.mark.parametrize("shape, nbytes, message", [
+    ((0, 2**62), 0, "more than 64-bit sizes hold"),          # empty, yet NumPy cannot hold it
+    ((2**31, 2**31, 0), 0, "more than 64-bit sizes hold"),
+    ((2**40, 2**40), 0, "more than 64-bit sizes hold"),     # the product overflows int64
+    ((-1, 4), 0, "negative dimension"),
+])
+def test_shapes_no_array_can_have(stub, shape, nbytes, message):
+    header = pb.ComputeRequest(header=pb.Header(protocol_version=1, outputs=[0]))
+    part = pb.ComputeRequest(graph=pb.GraphPart(
+        leaves=[pb.TensorSpec(id=0, dtype="float32", shape=shape, nbytes=nbytes)]))
+    code, details = call(stub, [header, part])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.startswith("leaf 0:") and message in details
+
+
+@pytest.mark.parametrize("name", ["Float32", "f4", "<f4", "float32 ", "float", "double", ""])
+def test_dtype_names_are_exact(stub, name):
+    messages = request()
+    messages[1].graph.leaves[0].dtype = name
+    code, details = call(stub, messages)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details == f"leaf 0: unknown dtype {name!r}"
+
+
 def test_no_header(stub):
     code, details = call(stub, request()[1:])
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "Header" in details
