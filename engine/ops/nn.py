@@ -171,6 +171,9 @@ def nll_infer(specs, attrs, op="nll_loss"):
         raise DTypeError(f"{op}: expected integer class indices"
                          + (" or floating point probabilities" if op == "cross_entropy" else "")
                          + f" as target, got {target.dtype.name}")
+    if target.dtype.kind == "f" and target.dtype != x.dtype:
+        # probabilities multiply log_softmax(input): the loss takes the promoted dtype
+        return _loss_spec(batch, np.promote_types(x.dtype, target.dtype), attrs)
     return _loss_spec(batch, x.dtype, attrs)
 
 

@@ -170,7 +170,10 @@ def _var(xs, attrs):
             v = np.sum((x - x.mean(axis=dims, keepdims=True)) ** 2, axis=dims,
                        keepdims=bool(attrs.get("keepdim"))) / x.dtype.type(0)
         else:   # (np.var would warn about the degrees of freedom above)
-            v = np.var(x, axis=dims, ddof=ddof, keepdims=bool(attrs.get("keepdim")))
+            # Shifted by each slice's first element: a constant slice is exactly 0, as ATen's
+            # Welford update gives (its mean is not always exact: 7e-32 instead of 0.)
+            first = x[tuple(slice(0, 1) if d in dims else slice(None) for d in range(x.ndim))]
+            v = np.var(x - first, axis=dims, ddof=ddof, keepdims=bool(attrs.get("keepdim")))
     return np.asarray(v, x.dtype)
 
 

@@ -362,3 +362,18 @@ def test_cross_entropy_probability_targets_zero_gradient_is_positive():
     t = Const(a(0.2, 0.3, 0.5, 0.1, 0.8, 0.1).reshape(2, 3))
     (g, _) = grads("cross_entropy", x, t, reduction="sum", cotangent=np.float32(0.0))
     assert not np.signbit(g).any()
+
+
+def test_cross_entropy_probability_targets_promote_the_loss_dtype():
+    x = np.array([[0.5, -1.0, 2.0], [1.0, 0.2, 0.3]], np.float16)
+    t = Const(np.array([[0.2, 0.3, 0.5], [0.1, 0.8, 0.1]]))
+    assert forward("cross_entropy", x, t).dtype == np.float64
+    (g, _) = grads("cross_entropy", x, t, reduction="none")
+    assert g.dtype == np.float16
+
+
+def test_var_of_a_constant_slice_is_exactly_zero():
+    # conformance: var over equal values printed 7.3956e-32 (ATen's Welford update gives 0.)
+    x = np.array([[2.5, 2.5, 2.5], [1.0, 2.0, 3.0]])
+    np.testing.assert_array_equal(forward("var", x, dim=1), [0.0, 1.0])
+    assert forward("var", np.full(7, 0.1, F32)) == 0
