@@ -386,7 +386,7 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
                                for e in n._edges if e is not None)
         runs = [n for n in nodes if leads[id(n)]]
         retained = [t for t in retained if id(t._grad_fn) in target_fns or leads[id(t._grad_fn)]]
-    for n in runs:
+    for n in reversed(runs):     # in PyTorch's execution order: the node nearest the root fails first
         n._check_saved()
     targeted = list(watched)
     watched += retained
