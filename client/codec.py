@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Mapping, MutableMapping, Sequence
 
 import numpy as np
 
-from gradserve.engine import Graph, Leaf, Node, Result
+from gradserve.engine import Graph, Leaf, LimitError, Node, Result
 from gradserve.v1 import gradserve_pb2 as pb
 
 __all__ = [
@@ -477,12 +477,19 @@ class ChunkSink:
 
 
 class RequestReader:
-    """Decodes one request stream: `head()` reads up to the first Chunk, `read_into()` the rest."""
+    """Decodes one request stream: `head()` reads up to the first Chunk, `read_into()` the rest.
 
-    def __init__(self, messages: Iterable[pb.ComputeRequest], graphs: GraphCache | None = None) -> None:
+    The graph is bounded while it arrives, before any of it is decoded: at most `max_nodes` leaves
+    and as many nodes, in at most `max_graph_bytes` of GraphParts (LimitError beyond either).
+    """
+
+    def __init__(self, messages: Iterable[pb.ComputeRequest], graphs: GraphCache | None = None, *,
+                 max_nodes: int | None = None, max_graph_bytes: int | None = None) -> None:
         self._messages = iter(messages)
         self._first_chunk: pb.Chunk | None = None
         self._graphs = graphs
+        self._max_nodes = max_nodes
+        self._max_graph_bytes = max_graph_bytes
 
     def head(self) -> RequestHead:
         first = next(self._messages, None)
@@ -492,28 +499,8 @@ class RequestReader:
         if h.protocol_version not in (0, PROTOCOL_VERSION):
             raise WireError(f"unsupported protocol_version {h.protocol_version}, "
                             f"this server speaks {PROTOCOL_VERSION}")
-        parts = []
-        for msg in self._messages:
-            kind = msg.WhichOneof("kind")
-            if kind == "graph":
-                parts.append(msg.graph)
-            elif kind == "chunk":
-                self._first_chunk = msg.chunk
-                break
-            else:
-                raise WireError(f"unexpected {kind or 'empty'} message after the header")
-        key = None
-        if self._graphs is not None and len(parts) == 1:
-            key = parts[0].SerializeToString()
-            if len(key) > GraphCache.MAX_KEY_BYTES:
-                key = None
-        cached = self._graphs.get(key) if key is not None else None
-        if cached is not None:
-            graph, leaves = cached
-        else:
-            graph, leaves = graph_from_parts(parts)
-            if key is not None:
-                self._graphs.put(key, (graph, leaves))
+        parts = self._graph_parts()
+        graph, leaves, key = self._graph(parts)
         seeds = [spec_from_proto(s, "seed") for s in h.seeds]
         roots = list(h.roots)
         if seeds and len(seeds) != len(roots):
@@ -529,6 +516,48 @@ class RequestReader:
                 raise WireError(f"seed {s.id}: id collides with a graph node")
         return RequestHead(h.request_id, list(h.outputs), roots, list(h.grads), graph, leaves, seeds,
                            key)
+
+    def _graph_parts(self) -> list[pb.GraphPart]:
+        """Every GraphPart up to the first Chunk (kept aside for read_into), within the bounds."""
+        parts = []
+        leaves = nodes = size = 0
+        max_nodes, max_bytes = self._max_nodes, self._max_graph_bytes
+        for msg in self._messages:
+            kind = msg.WhichOneof("kind")
+            if kind == "chunk":
+                self._first_chunk = msg.chunk
+                break
+            if kind != "graph":
+                raise WireError(f"unexpected {kind or 'empty'} message after the header")
+            part = msg.graph
+            if not (part.leaves or part.nodes):
+                continue                     # carries nothing, yet would be kept
+            leaves += len(part.leaves)
+            nodes += len(part.nodes)
+            if max_nodes is not None and max(leaves, nodes) > max_nodes:
+                what = "leaves" if leaves > max_nodes else "nodes"
+                raise LimitError(f"graph has over {max_nodes} {what}, the limit")
+            if max_bytes is not None:
+                size += part.ByteSize()
+                if size > max_bytes:
+                    raise LimitError(f"graph has over {max_bytes} bytes, the limit")
+            parts.append(part)
+        return parts
+
+    def _graph(self, parts: list[pb.GraphPart]) -> tuple[Graph, list[WireTensor], bytes | None]:
+        """The decoded graph and leaf specs, from the GraphCache when it has them; and the key."""
+        key = None
+        if self._graphs is not None and len(parts) == 1:
+            key = parts[0].SerializeToString()
+            if len(key) > GraphCache.MAX_KEY_BYTES:
+                key = None
+        cached = self._graphs.get(key) if key is not None else None
+        if cached is not None:
+            return (*cached, key)
+        graph, leaves = graph_from_parts(parts)
+        if key is not None:
+            self._graphs.put(key, (graph, leaves))
+        return graph, leaves, key
 
     def read_into(self, buffers: Mapping[int, memoryview]) -> None:
         """Copy every remaining chunk into `buffers[id]` (bytes); raise WireError unless each

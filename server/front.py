@@ -189,7 +189,9 @@ class Front:
         lease = _Lease(self.admission, self.blocks)
         job = None
         try:
-            reader = codec.RequestReader(requests, self._graphs)
+            # The graph is held in this process until planned: bounded like the request's tensors.
+            reader = codec.RequestReader(requests, self._graphs, max_nodes=self.limits.max_nodes,
+                                         max_graph_bytes=self.options.max_inflight_bytes)
             head = reader.head()
             facts["request_id"], facts["nodes"] = head.request_id, len(head.graph.nodes)
             plan = self._plan(head)

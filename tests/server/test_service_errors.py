@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import grpc
 import numpy as np
 import pytest
@@ -219,6 +221,36 @@ def test_element_limit_is_resource_exhausted():
             0: np.ones((100, 1), np.float32), 1: np.ones((1, 100), np.float32)})
         code, details = call(stub_for(srv), messages)
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and details.startswith("node 2 (mul):")
+
+
+def endless_graph(part: pb.GraphPart, stop: threading.Event):
+    yield pb.ComputeRequest(header=pb.Header(protocol_version=1, outputs=[0]))
+    while not stop.is_set():
+        yield pb.ComputeRequest(graph=part)
+
+
+@pytest.mark.parametrize("part, message", [
+    (pb.GraphPart(nodes=[pb.Node(id=k, op="neg", inputs=[k - 1]) for k in range(1, 1001)]),
+     "graph has over 5000 nodes"),
+    (pb.GraphPart(leaves=[pb.TensorSpec(id=k, dtype="float32") for k in range(1000)]),
+     "graph has over 5000 leaves"),
+    (pb.GraphPart(nodes=[pb.Node(id=1, op="neg", attrs={"pad": pb.Value(s="x" * 100_000)})]),
+     "graph has over 1000000 bytes"),
+])
+def test_a_graph_that_never_ends_is_cut_off_while_it_arrives(part, message):
+    stop = threading.Event()
+    with running(workers=1, max_nodes=5000, max_inflight_bytes=1_000_000) as srv:
+        try:
+            code, details = call(stub_for(srv), endless_graph(part, stop))
+        finally:
+            stop.set()
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and details.startswith(message)
+
+
+def test_empty_graph_parts_are_accepted(stub):
+    messages = request()
+    messages[1:1] = [pb.ComputeRequest(graph=pb.GraphPart())] * 3
+    assert [r.id for r in codec.read_results(stub.Evaluate(iter(messages), timeout=30))] == [2]
 
 
 def test_inflight_bytes_limit_is_resource_exhausted():
