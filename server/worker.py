@@ -149,11 +149,15 @@ def execute(job: JobSpec, buf, should_stop, send, plan=None, fd: int | None = No
                 emit("value", id_, out[id_])
             out = None
         else:
-            if job.seeds:
-                seeds = {r: view(s, False) for r, s in zip(job.roots, job.seeds, strict=True)}
-            else:
-                seeds = {r: np.ones(plan.spec(r).shape, plan.spec(r).dtype) for r in job.roots}
-            for r in engine.backward(plan, values, list(job.roots), seeds, list(job.grads),
+            # A root listed twice is seeded with the sum of its seeds, as autograd adds them up.
+            seeds = {}
+            for k, root in enumerate(job.roots):
+                if job.seeds:
+                    seed = view(job.seeds[k], False)
+                else:
+                    seed = np.ones(plan.spec(root).shape, plan.spec(root).dtype)
+                seeds[root] = seed if root not in seeds else seeds[root] + seed
+            for r in engine.backward(plan, values, list(seeds), seeds, list(job.grads),
                                      should_stop=should_stop):
                 emit(r.kind, r.id, r.array)
                 r = None

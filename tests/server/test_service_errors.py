@@ -208,6 +208,34 @@ def test_seed_of_the_wrong_shape(stub):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "seed for root 3" in details
 
 
+@pytest.mark.parametrize("inline", [True, False])
+def test_a_root_listed_twice_is_seeded_with_the_sum_of_its_seeds(inline):
+    graph = Graph([Leaf(0, (2,), F32, True)], [Node(1, "mul", (0,), {"other": 3.0})])
+    header = pb.ComputeRequest(header=pb.Header(
+        protocol_version=1, roots=[1, 1], grads=[0],
+        seeds=[codec.spec_to_proto(10, (2,), F32), codec.spec_to_proto(11, (2,), F32)]))
+    tensors = {0: np.ones(2, np.float32), 10: np.full(2, 1.0, np.float32),
+               11: np.full(2, 5.0, np.float32)}
+    messages = [header, *(pb.ComputeRequest(graph=p) for p in codec.graph_parts(graph)),
+                *(pb.ComputeRequest(chunk=pb.Chunk(id=i, data=a.tobytes())) for i, a in tensors.items())]
+    with running(workers=1, inline_max_nodes=64 if inline else 0) as srv:
+        state = codec.ReadState()
+        results = list(codec.read_results(stub_for(srv).Backward(iter(messages), timeout=30), state))
+    assert state.summary.worker.startswith("front" if inline else "worker-")
+    assert [(r.kind, r.id) for r in results] == [("value", 1), ("grad", 0)]
+    np.testing.assert_array_equal(results[1].array, [18.0, 18.0])          # 3 * (1 + 5)
+
+
+def test_seeds_of_another_dtype_are_cast_to_the_root_dtype(stub):
+    graph = Graph([Leaf(0, (2,), F32, True)], [Node(1, "mul", (0,), {"other": 3.0})])
+    for seed in (np.full(2, 2.0), np.full(2, 2), np.full(2, True)):
+        messages = codec.request_messages(graph=graph, values={0: np.ones(2, np.float32)},
+                                          roots=[1], grads=[0], seeds={1: seed})
+        results = list(codec.read_results(stub.Backward(messages, timeout=30)))
+        assert results[1].array.dtype == F32
+        np.testing.assert_array_equal(results[1].array, 3 * seed.astype(np.float32))
+
+
 # ---------------------------------------------------------------------------------------------
 # limits
 
