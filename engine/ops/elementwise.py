@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from ..dtypes import BOOL, floating_result, result_type
-from ..errors import AttributeValueError, DTypeError
+from ..errors import AttributeValueError, DTypeError, GraphError
 from ..graph import TensorSpec
 from ..registry import INPUTS, OUTPUT, Attrs, attr, broadcast_shapes, keep_max, keep_min, register
 
@@ -181,6 +181,45 @@ def _div_backward(g, xs, out, attrs):
 
 register("div", arity=(1, 2), infer=div_infer, forward=_div, backward=_div_backward,
          saves=tensor_operands)
+
+
+# remainder (Python's %, the sign of the divisor) and fmod (C's, the sign of the dividend):
+# a - q * b with q = floor(a / b) or trunc(a / b). Both are differentiable in the dividend (1) and
+# the divisor (-q); q's own derivative is zero almost everywhere.
+
+
+def _fmod(xs, attrs):
+    a, b = _operands(xs, attrs)
+    if np.result_type(a, b).kind in "iub":
+        if np.any(np.asarray(b) == 0):
+            raise GraphError("ZeroDivisionError")
+        return np.fmod(a, b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.fmod(a, b)
+
+
+def _remainder(xs, attrs):
+    """ATen's: fmod moved into the divisor's sign (NumPy differs on zeros: -0. % 2 is +0. there)."""
+    a, b = _operands(xs, attrs)
+    mod = _fmod(xs, attrs)
+    shift = (mod != 0) & ((b < 0) != (mod < 0))
+    return np.where(shift, mod + b, mod) if shift.any() else mod
+
+
+def _modulo_backward(rounding):
+    def backward(g, xs, out, attrs):
+        if len(xs) == 1:
+            return (g,)
+        a, b = xs
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return g, -g * rounding(a / b)
+    return backward
+
+
+register("remainder", arity=(1, 2), infer=binary_infer, forward=_remainder,
+         backward=_modulo_backward(np.floor), saves=tensor_operands)
+register("fmod", arity=(1, 2), infer=binary_infer, forward=_fmod,
+         backward=_modulo_backward(np.trunc), saves=tensor_operands)
 
 
 # pow: tensor ** tensor (2 inputs), tensor ** scalar (attrs["other"] is the exponent); `rpow` is

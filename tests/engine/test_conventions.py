@@ -377,3 +377,31 @@ def test_var_of_a_constant_slice_is_exactly_zero():
     x = np.array([[2.5, 2.5, 2.5], [1.0, 2.0, 3.0]])
     np.testing.assert_array_equal(forward("var", x, dim=1), [0.0, 1.0])
     assert forward("var", np.full(7, 0.1, F32)) == 0
+
+
+# remainder takes the divisor's sign, fmod the dividend's (values and zeros as PyTorch 2.13 prints)
+@pytest.mark.parametrize("op, x, y, expected", [
+    ("remainder", a(5.5, -3.2, 4.0, -0.0, 2.0), a(2.0, 2.5, -1.5, 2.0, -2.0), a(1.5, 1.8, -0.5, -0.0, 0.0)),
+    ("fmod", a(5.5, -3.2, 4.0, -0.0), a(2.0, 2.5, -1.5, 2.0), a(1.5, -0.7, 1.0, -0.0)),
+    ("remainder", np.array([5, -3, 4, -7]), np.array([2, 2, -3, -2]), np.array([1, 1, -2, -1])),
+    ("fmod", np.array([5, -3, 4, -7]), np.array([2, 2, -3, -2]), np.array([1, -1, 1, -1])),
+])
+def test_remainder_and_fmod_signs(op, x, y, expected):
+    out = forward(op, x, y)
+    assert out.dtype == expected.dtype
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert (np.signbit(out) == np.signbit(expected)).all()
+
+
+def test_remainder_scalar_promotion_gradients_and_integer_zero_division():
+    from gradserve.engine import GraphError
+    x = np.array([5, -3, 4, -7])
+    np.testing.assert_allclose(forward("remainder", x, other=2.5), a(0.0, 2.0, 1.5, 0.5))
+    np.testing.assert_allclose(forward("fmod", x, other=2.5), a(0.0, -0.5, 1.5, -2.0))
+    assert np.isnan(forward("remainder", a(5.0, -5.0), other=0.0)).all()
+    with pytest.raises(GraphError, match="ZeroDivisionError"):
+        forward("remainder", x, np.array([1, 0, 1, 1]))
+    ga, gb = grads("remainder", a(5.5, -3.2, 4.0), a(2.0, 2.5, -1.5))
+    np.testing.assert_array_equal(gb, a(-2.0, 2.0, 3.0))
+    _, gb = grads("fmod", a(5.5, -3.2, 4.0), a(2.0, 2.5, -1.5))
+    np.testing.assert_array_equal(gb, a(-2.0, 1.0, 2.0))

@@ -54,6 +54,11 @@ for op in ("add", "sub", "mul", "rsub"):
     case(op, r(2, 3), other=1.5)
 case("div", r(2, 3), other=-4.0)
 case("div", r(2, 3), pos(2, 3), rounding_mode="floor")
+for op in ("remainder", "fmod"):  # jumps where a / b is an integer: the data keeps away from them
+    case(op, r(2, 3) * 3, pos(2, 3))
+    case(op, r(2, 3) * 3, -pos(3))
+    case(op, r(2, 3) * 3, other=0.7)
+    case(op, r(3), other=-1.3)
 case("pow", pos(2, 3), other=2.5)
 case("pow", r(2, 3), other=3)
 case("pow", r(2, 3), other=0)
