@@ -32,7 +32,7 @@ FACTORIES.update(_factories.LEGACY)
 FUNCTIONS = dict(_functions.FUNCTIONS)
 FUNCTIONS.update({name: getattr(_functions, name) for name in (
     "pow", "max", "min", "softmax", "log_softmax", "cat", "concat", "concatenate", "stack", "where",
-    "is_tensor", "is_floating_point", "einsum", "dropout")})
+    "is_tensor", "is_floating_point", "einsum", "dropout", "remainder")})
 
 OTHER = {
     "Tensor": Tensor, "Size": Size, "dtype": dtype, "device": device,

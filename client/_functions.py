@@ -39,6 +39,13 @@ def pow(input, exponent):
     return input.pow(exponent)
 
 
+def remainder(input, other):
+    """torch.remainder also takes a Python number as the dividend (not differentiable then)."""
+    if not _is_tensor(input):
+        return other.__rmod__(input)
+    return input.remainder(other)
+
+
 def max(input, dim=None, keepdim=False):
     return input.max(dim, keepdim)
 

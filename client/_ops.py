@@ -229,22 +229,17 @@ class TensorOps:
 
     def remainder(self, other):
         """Python's `%`: the sign of the divisor. d/d other is -floor(self / other)."""
-        return self._modulo(other, "floor", f"RemainderBackward{int(is_tensor(other))}")
+        return self._modulo("remainder", other, f"RemainderBackward{int(is_tensor(other))}")
 
     def fmod(self, other):
         """C's fmod: the sign of the dividend. d/d other is -trunc(self / other)."""
-        return self._modulo(other, "trunc", f"FmodBackward{int(is_tensor(other))}")
+        return self._modulo("fmod", other, f"FmodBackward{int(is_tensor(other))}")
 
-    def _modulo(self, other, rounding: str, name: str):
-        # self - q * other with the quotient q a constant (its derivative is zero almost
-        # everywhere), recorded with torch's grad_fn name on the last op.
-        from .autograd.grad_mode import no_grad
+    def _modulo(self, op: str, other, name: str):
         if scalar(other) is None and not is_tensor(other):
-            raise TypeError(f"remainder(): argument 'other' must be Tensor or Number, not "
+            raise TypeError(f"{op}(): argument 'other' must be Tensor or Number, not "
                             f"{type(other).__name__}")
-        with no_grad():
-            q = self.div(other, rounding_mode=rounding)
-        return binary("sub", self, q * other if is_tensor(other) else q * scalar(other), name)
+        return binary(op, self, other, name)
 
     def __mod__(self, other):
         if scalar(other) is None and not is_tensor(other):
@@ -255,7 +250,7 @@ class TensorOps:
         s = scalar(other)
         if s is None:
             return NotImplemented
-        return _not_differentiable(self.new_full(self.shape, s)._modulo(self, "floor", "NotImplemented"),
+        return _not_differentiable(self.new_full(self.shape, s)._modulo("remainder", self, "NotImplemented"),
                                    "remainder")
 
     def __pow__(self, exponent):
