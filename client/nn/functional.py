@@ -102,10 +102,12 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False)
 
 
 def linear(input, weight, bias=None):
-    if bias is None:
-        name = "MmBackward0" if input.dim() == 2 else "UnsafeViewBackward0"
+    nd = input.dim()
+    if bias is None:   # at::matmul: 1-D is unsqueezed and squeezed back, N-D folded into mm
+        name = "MmBackward0" if nd == 2 else "SqueezeBackward4" if nd == 1 else "UnsafeViewBackward0"
         return apply("linear", [input, weight], None, name)
-    name = "AddmmBackward0" if input.dim() == 2 else "ViewBackward0"
+    # at::linear: addmm for 2-D, a viewed addmm for other contiguous input, else matmul + add_(bias)
+    name = "AddmmBackward0" if nd == 2 else "ViewBackward0" if input.is_contiguous() else "AddBackward0"
     return apply("linear", [input, weight, bias], None, name)
 
 
