@@ -55,7 +55,8 @@ class SavedRef:
         t = self.tensor()
         # A saved output names the op that produced it; a saved input names its current grad_fn.
         fn_name = self.producer or (t._grad_fn.name() if t is not None and t._grad_fn is not None else None)
-        where = f", which is output 0 of {re.sub(r'Backward[0-9]*$', '', fn_name)}," if fn_name else ""
+        # torch prints the node's name without "Backward" (and a 0 overload): Mul, Clamp1
+        where = f", which is output 0 of {re.sub(r'Backward(0$)?', '', fn_name)}," if fn_name else ""
         spec = t._expr.spec if t is not None else None
         desc = (f"[torch.{_legacy_name(spec.dtype)} [{', '.join(map(str, spec.shape))}]]"
                 if spec is not None else "[tensor]")
