@@ -210,7 +210,12 @@ class Front:
             else:
                 buf = None
             uploading = time.perf_counter()
-            reader.read_into(layout.buffers(buf))
+            buffers = layout.buffers(buf)
+            try:
+                reader.read_into(buffers)
+            finally:
+                for view in buffers.values():   # else a traceback pins the block's mapping
+                    view.release()
             facts["upload_ms"] = round((time.perf_counter() - uploading) * 1e3, 2)
             facts["in_bytes"] = sum(t.nbytes for t in head.tensors)
             spec = JobSpec(0, mode, (), (), self.limits, "", 0, layout.inputs, layout.seeds,

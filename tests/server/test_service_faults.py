@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import grpc
@@ -19,6 +20,8 @@ from server_helpers import (
     tutorial_graph,
     worker_running,
 )
+
+from gradserve import codec
 
 CHAIN = 2500          # ~1 s of forward work on 1M floats, in 0.4 ms steps
 
@@ -119,6 +122,30 @@ def test_cancelled_request_still_queued_never_runs():
         assert srv.pool.wait_until(lambda p: len(p._queue) == 0, 1.0)
         (result,) = busy.result()
         np.testing.assert_allclose(result.array, expected_chain(values, n), rtol=1e-6)
+
+
+def test_a_request_whose_chunks_never_come_ends_at_its_deadline_and_frees_its_bytes(fresh_server):
+    graph, values, n = tanh_chain(1)                          # a block in shared memory
+    messages = list(codec.request_messages(graph=graph, values=values, outputs=[n]))
+    stalled = threading.Event()
+
+    def upload():
+        yield from messages[:3]                               # header, graph, the first chunk
+        stalled.wait(30)
+
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub_for(fresh_server).Evaluate(upload(), timeout=1.0))
+    finally:
+        stalled.set()
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    admission = fresh_server.front.admission
+    # The client's deadline fires on its side; the server lets go once it sees the cancellation.
+    deadline = time.monotonic() + 5
+    while (admission.requests or admission.bytes) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (admission.requests, admission.bytes) == (0, 0)
+    quick_request_succeeds(stub_for(fresh_server))
 
 
 def test_worker_that_does_not_stop_is_killed_and_replaced():
