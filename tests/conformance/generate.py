@@ -46,27 +46,20 @@ F = torch.nn.functional
 # Tags excluded from the committed cases.json: client bugs, each described in
 # /work/findings-client.md (remove a tag once its bug is fixed, and regenerate).
 DEFAULT_EXCLUDE: tuple[str, ...] = (
-    "cross_entropy.label_smoothing",  # NotImplementedError in the client
-    "bce.pos_weight",                 # NotImplementedError in the client
-    "cross_entropy.probs",            # grad_fn NegBackward0/DivBackward1 expected
-    "cross_entropy.spatial",          # grad_fn NllLoss2DBackward0 / ViewBackward0 expected
-    "matmul.batch_broadcast",         # 2-D @ 3-D: grad_fn CloneBackward0 / TransposeBackward0 expected
-    "view.contiguous",                # .contiguous() of a non-contiguous indexing view returns self
-    "view.noncontiguous_input",       # strides not modelled: view() refused, Reshape/View names differ
-    "index.full_slice",               # x[:] is SliceBackward0 in PyTorch
-    "index.scalar_tensor",            # x[torch.tensor(0)] is SelectBackward0 in PyTorch
-    "div.floordiv_operator",          # x // s is floor_divide: not differentiable in PyTorch
-    "error.index",                    # IndexError expected; out-of-bounds index tensors raise lazily
-    "error.cross_entropy_target",     # ValueError expected for a batch-size mismatch
-    "error.index_select_vector",      # IndexError expected
+    "view.noncontiguous_input",       # C7: strides of elementwise results not modelled (Reshape names)
+    "error.index_lazy",               # C12: out-of-range index values computed by the graph raise lazily
+    "finish.hooked_input",            # C13: autograd.grad of a hooked non-leaf: hook applied or not
 )
 
 MAX_NUMEL = 48
 MARGIN = 1e-3          # distance kept from kinks, ties, domain edges and rounding points
 REL_NOISE32 = 4e-6     # relative perturbation (~32 float32 ulps) a printed repr must survive
 REL_NOISE64 = 1e-11
+REL_NOISE16 = 4e-3     # ~4 float16 ulps
 ABS_NOISE32 = 1e-6     # absolute floor: values that are cancellation noise (~1e-8) are not printed
 ABS_NOISE64 = 1e-14
+ABS_NOISE16 = 1e-3
+LARGE_NUMEL = 2000     # the "large" builder's tensors (summarised reprs start above 1000 elements)
 
 
 class Skip(Exception):
@@ -134,8 +127,10 @@ class Program:
         self.used: set[str] = set()
         self.counter = 0
         self.float64_only = True
+        self.half = False                 # a float16 value was computed: float16 tolerances
         self.tags: set[str] = set()
         self.retained: str | None = None
+        self.extra_grads: list[str] = []  # non-leaves whose .grad backward(inputs=...) fills
         self.expanded: set[str] = set()   # views (chains) of an expand() result
 
     # ----- bookkeeping --------------------------------------------------------------------
@@ -156,19 +151,29 @@ class Program:
 
     def snapshot(self):
         return (len(self.lines), len(self.names), len(self.leaves), self.counter, set(self.used),
-                self.float64_only, self.mode)
+                self.float64_only, self.half, self.mode)
 
     def rollback(self, snap) -> None:
-        nl, nn_, nleaf, counter, used, f64, self.mode = snap
+        nl, nn_, nleaf, counter, used, f64, half, self.mode = snap
         for name in self.names[nn_:]:
             self.ns.pop(name, None)
         del self.lines[nl:], self.names[nn_:], self.leaves[nleaf:]
-        self.counter, self.used, self.float64_only = counter, used, f64
+        self.counter, self.used, self.float64_only, self.half = counter, used, f64, half
 
-    def emit(self, expr: str, uses=(), check: Callable | None = None) -> str:
-        """Assign `expr` to a new variable; Skip (after undoing it) if it fails or looks unsafe."""
+    @property
+    def precision(self) -> str:
+        return "float16" if self.half else "float64" if self.float64_only else "float32"
+
+    def emit(self, expr: str, uses=(), check: Callable | None = None, *, within: tuple[str, ...] = (),
+             max_numel: int = MAX_NUMEL) -> str:
+        """Assign `expr` to a new variable; Skip (after undoing it) if it fails or looks unsafe.
+
+        `within`: context managers (outermost first) the assignment runs under, e.g. torch.no_grad().
+        """
         name = self.fresh()
         line = f"{name} = {expr}"
+        for ctx in reversed(within):
+            line = f"with {ctx}:\n" + "\n".join("    " + part for part in line.split("\n"))
         try:
             exec(line, self.ns)
         except Exception:
@@ -177,10 +182,12 @@ class Program:
             raise Skip
         value = self.ns[name]
         if torch.is_tensor(value):
-            ok = value.numel() <= MAX_NUMEL and value.dim() <= 4
+            ok = value.numel() <= max_numel and value.dim() <= 4
             if ok and value.is_floating_point():
                 if value.dtype != torch.float64:
                     self.float64_only = False
+                if value.dtype == torch.float16:
+                    self.half = True
                 finite = bool(torch.isfinite(value).all())
                 ok = finite and (value.numel() == 0 or float(value.detach().abs().max()) < 1e4)
             if ok and check is not None:
@@ -205,6 +212,15 @@ class Program:
             self.mode = "error"
             raise Skip from None
 
+    def assign(self, expr: str, uses=()) -> str:
+        """Like `stmt` (a rejected statement ends the program as an error program), for a value
+        that is recorded but not checked (tuples, results of torch.autograd.grad)."""
+        name = self.fresh()
+        self.stmt(f"{name} = {expr}")
+        self.names.append(name)
+        self.used.update(uses)
+        return name
+
     # ----- data ---------------------------------------------------------------------------
 
     def random_shape(self, max_ndim: int = 3) -> tuple[int, ...]:
@@ -223,15 +239,15 @@ class Program:
              high: float = 2.0, values: list[str] | None = None) -> str:
         n = numel(shape)
         need(n > 0)   # a nested-list literal cannot spell a zero-size dim (see the "empty" builder)
-        if dtype in ("float32", "float64"):
+        if dtype in ("float32", "float64", "float16"):
             vals = values or self.float_values(n, low, high)
-        elif dtype == "int64":
+        elif dtype in ("int64", "int32"):
             vals = values or [str(self.rng.randint(int(low), int(high))) for _ in range(n)]
         else:
             vals = values or [self.rng.choice(["True", "False"]) for _ in range(n)]
         args = [literal(vals, tuple(shape))]
-        if dtype == "float64":
-            args.append("dtype=torch.float64")
+        if dtype in ("float64", "float16", "int32"):
+            args.append(f"dtype=torch.{dtype}")
         if requires_grad:
             args.append("requires_grad=True")
         name = self.emit(f"torch.tensor({', '.join(args)})")
@@ -295,7 +311,9 @@ BUILDERS: dict[str, tuple[float, Callable]] = {}
 EDGE_SAFE: set[str] = set()
 # Tags for single forms inside a builder, so one form can be excluded without losing the builder.
 FEATURES = {"matmul.batch_broadcast", "view.contiguous", "index.full_slice", "index.scalar_tensor",
-            "div.floordiv_operator", "view.noncontiguous_input"}
+            "div.floordiv_operator", "view.noncontiguous_input", "error.index_lazy",
+            "finish.hooks", "finish.autograd_grad", "finish.backward_inputs", "finish.train_step",
+            "finish.hooked_input"}
 
 
 def builder(tag: str, weight: float = 1.0, edge: bool = False):
@@ -1069,6 +1087,160 @@ def _setitem(p: Program, x: str) -> str:
     return p.emit(f"{y} * 2", (y,))
 
 
+def _inplace_operand(p: Program, t) -> str:
+    """A leaf that broadcasts *into* t's shape (an in-place op cannot grow its target)."""
+    shape = tuple(t.shape)
+    r = p.rng.random()
+    if r < 0.3 and shape:
+        shape = shape[p.rng.randint(1, len(shape)):]
+    elif r < 0.6:
+        shape = tuple(1 if p.rng.random() < 0.4 else n for n in shape)
+    dt = "float64" if t.dtype == torch.float64 else "float32"
+    return p.leaf(shape, dt, p.rng.random() < 0.7)
+
+
+@builder("inplace.nonleaf", 2)
+def _inplace(p: Program, x: str) -> str:
+    """An in-place op on a non-leaf copy (or on a view of it), then used further."""
+    t = p.val(x)
+    y = p.emit(p.rng.choice([f"{x} * 1", f"{x}.clone()", f"{x} + 0.0", f"{x} * 2"]), (x,))
+    yv = p.val(y).detach()
+    s = p.rng.choice(["2", "0.5", "-1.5", "3"])
+    r = p.rng.random()
+    if r < 0.3:
+        line = p.rng.choice([f"{y}.add_({s})", f"{y}.mul_({s})", f"{y}.sub_({s}, alpha=2)", f"{y}.div_({s})",
+                             f"{y} += {s}", f"{y} *= {s}", f"{y}.neg_()"])
+    elif r < 0.6:
+        z = _inplace_operand(p, t)
+        forms = [f"{y}.add_({z})", f"{y}.mul_({z})", f"{y}.sub_({z})", f"{y} += {z}", f"{y} *= {z}",
+                 f"{y}.add_({z}, alpha=0.5)", f"{y} -= {z}"]
+        if away(p.val(z), 0, 0.2):
+            forms += [f"{y}.div_({z})", f"{y} /= {z}"]
+        line = p.rng.choice(forms)
+    elif r < 0.85:
+        forms = [f"{y}.sin_()", f"{y}.tanh_()", f"{y}.sigmoid_()", f"{y}.pow_(2)", f"{y}.mul_({y})"]
+        if away(yv, 0):
+            forms += [f"{y}.abs_()", f"{y}.relu_()"]
+        if bool((yv < 4).all()):
+            forms.append(f"{y}.exp_()")
+        if away(yv, -0.5) and away(yv, 0.5):
+            forms.append(f"{y}.clamp_(-0.5, 0.5)")
+        line = p.rng.choice(forms)
+    else:
+        need(t.dim() >= 1)
+        i = p.rng.randrange(t.shape[0])
+        forms = [f"{y}[{i}].mul_({s})", f"{y}[{i}].add_({s})", f"{y}[{i}].sin_()", f"{y}[{i}:].neg_()"]
+        if t.dim() >= 2:
+            forms += [f"{y}[:, {p.rng.randrange(t.shape[1])}].mul_({s})", f"{y}.select(1, 0).zero_()"]
+        line = p.rng.choice(forms)
+    if p.rng.random() < 0.12:
+        # the old value was saved by another op: PyTorch's backward then fails (version counter)
+        u = p.emit(p.rng.choice([f"{y}.sin()", f"{y} * {y}", f"{y}.exp()" if bool((yv < 4).all()) else
+                                 f"{y}.cos()"]), (y,))
+        p.stmt(line)
+        return p.emit(f"{u} + {y}", (u, y))
+    p.stmt(line)
+    need(bool(torch.isfinite(p.val(y)).all()) and float(p.val(y).detach().abs().max()) < 1e4)
+    return y
+
+
+@builder("no_grad", 1.2)
+def _no_grad(p: Program, x: str) -> str:
+    """A value computed with grad mode off (a constant), or back on inside such a block."""
+    t = p.val(x)
+    ctx = p.rng.choice(["torch.no_grad()", "torch.no_grad()", "torch.set_grad_enabled(False)",
+                        "torch.inference_mode()"])
+    within: tuple[str, ...] = (ctx,)
+    if ctx != "torch.inference_mode()" and p.rng.random() < 0.2:
+        within = (ctx, "torch.enable_grad()")
+    forms = [f"{x} * 2", f"{x}.sin()", f"{x} + 1", f"{x}.detach() * 3", f"{x}.sum()"]
+    if bool((t < 4).all()):
+        forms.append(f"{x}.exp()")
+    c = p.emit(p.rng.choice(forms), (x,), within=within)
+    return p.emit(p.rng.choice([f"{x} * {c}", f"{x} + {c}", f"{c} - {x}", f"{x}.detach() * {x}"]), (x, c))
+
+
+@builder("dropout.eval", 0.5)
+def _dropout_eval(p: Program, x: str) -> str:
+    """Dropout that is the identity (eval mode, p=0) or all zeros (p=1): deterministic."""
+    form = p.rng.choice([f"F.dropout({x}, p=0.3, training=False)", f"F.dropout({x}, 0.5, False)",
+                         f"F.dropout({x} * 2, p=0.2, training=False)", f"F.dropout({x}, p=0.0)",
+                         f"torch.dropout({x}, 0.4, False)", f"F.dropout({x}, p=1.0)"])
+    return p.emit(form, (x,))
+
+
+@builder("dtype.int32", 0.6)
+def _int32(p: Program, x: str) -> str:
+    t = p.val(x)
+    i = p.leaf(p.partner_shape(tuple(t.shape)), "int32", False, -3, 3)
+    forms = [f"{x} + {i}", f"{i} * {x}", f"{x} / ({i}.abs() + 1)", f"{i}.float() * {x}",
+             f"{x} * ({i} * 2)", f"{x} - {i}.to(torch.float32)"]
+    if p.val(i).numel() <= 8:
+        forms += [f"{x} * {i}.sum()", f"{x} + {i}.max()"]
+    return p.emit(p.rng.choice(forms), (x, i))
+
+
+@builder("dtype.float16", 0.8)
+def _float16(p: Program, x: str) -> str:
+    """A detour through float16 (computed in float on CPU, rounded to half), or a half leaf."""
+    t = p.val(x)
+    if p.rng.random() < 0.3:
+        h = p.leaf(tuple(t.shape), "float16", True)
+        r = p.emit(p.rng.choice([f"{h} * 2", f"{h}.sin()", f"{h} + {h}", f"({h} * {h}).sum()"]), (h,))
+        return p.emit(f"{x} + {r}.float()" if p.rng.random() < 0.5 else f"{r} + {x}", (x, r))
+    h = p.emit(p.rng.choice([f"{x}.half()", f"{x}.to(torch.float16)"]), (x,))
+    forms = [f"{h} * 2", f"{h} - 0.5", f"{h}.sin()", f"{h}.sum()", f"{h}.mean()", f"{h}.sigmoid()",
+             f"{h} * {h}", f"{h}.tanh()"]
+    if bool((t < 4).all()):
+        forms.append(f"{h}.exp()")
+    if t.dim() >= 1:
+        forms.append(f"{h}.softmax(-1)")
+    r = p.emit(p.rng.choice(forms), (h,))
+    return p.emit(p.rng.choice([f"{r}.float()", f"{r}.to(torch.float32)", f"{r} * {x}"]), (r, x))
+
+
+@builder("large", 0.12)
+def _large(p: Program, x: str) -> str:
+    """A tensor above 1000 elements (summarised repr), reduced back to a small one."""
+    n, shape = p.rng.choice([(1001, (1001,)), (1200, (40, 30)), (1200, (30, 40)), (2000, (2, 1000)),
+                             (1024, (4, 16, 16))])
+    dims = ", ".join(map(str, shape))
+    if p.rng.random() < 0.5:
+        big = p.emit(f"torch.linspace(0.5, 2, {n}, requires_grad=True)", (), max_numel=LARGE_NUMEL)
+        p.leaves.append(big)
+        big = p.emit(f"{big}.reshape({dims})", (big,), max_numel=LARGE_NUMEL) if len(shape) > 1 else big
+    else:
+        big = p.emit(p.rng.choice([f"torch.arange({n}).reshape({dims}) * 0.01",
+                                   f"torch.arange({n}, dtype=torch.float32).reshape({dims}) / {n}",
+                                   f"torch.ones({dims}) * 0.5"]), (), max_numel=LARGE_NUMEL)
+    s = p.emit(p.rng.choice([f"{x}.sum()", f"{x}.mean()"]), (x,))
+    y = p.emit(p.rng.choice([f"{big} * {s}", f"({big} + {s}).sin()", f"{s} - {big}"]), (big, s),
+               max_numel=LARGE_NUMEL)
+    if shape[-1] <= MAX_NUMEL and len(shape) > 1 and p.rng.random() < 0.5:
+        return p.emit(f"{y}.sum({tuple(range(len(shape) - 1))})", (y,))
+    return p.emit(p.rng.choice([f"{y}.sum()", f"{y}.mean()", f"{y}.amax()"]), (y,))
+
+
+@builder("modulo", 0.6)
+def _modulo(p: Program, x: str) -> str:
+    """remainder (`%`, the divisor's sign) and fmod (the dividend's), away from their jumps."""
+    t = p.val(x)
+    if p.rng.random() < 0.5:
+        s = p.rng.choice([0.7, 2.0, -1.5, 3.0])
+        q = t.detach() / s
+        need(away(q, torch.round(q)))
+        return p.emit(p.rng.choice([f"{x} % {fmt(s)}", f"{x}.remainder({fmt(s)})",
+                                    f"torch.fmod({x}, {fmt(s)})", f"{x}.fmod({fmt(s)})"]), (x,))
+    y = p.partner(x, allow_int=False, low=0.5, high=2.0)
+    yv = p.val(y)
+    if p.rng.random() < 0.3:
+        y = p.emit(f"-{y}", (y,))
+        yv = p.val(y)
+    q = t.detach() / yv.detach()
+    need(away(q, torch.round(q)))
+    return p.emit(p.rng.choice([f"{x} % {y}", f"torch.remainder({x}, {y})", f"{x}.fmod({y})"]), (x, y))
+
+
 @builder("div.rounding", 0.8)
 def _div_rounding(p: Program, x: str) -> str:
     t = p.val(x)
@@ -1310,7 +1482,14 @@ def _e_gather(p: Program, x: str) -> str:
 def _e_index_select(p: Program, x: str) -> str:
     t = p.val(x)
     need(t.dim() >= 1)
-    return p.rng.choice([f"{x}.index_select(0, {x})", f"{x}.index_select(0, {x}.long())"])
+    forms = [f"{x}.index_select(0, {x})"]
+    if t.dim() > 1 or p.feature("error.index_lazy"):
+        forms.append(f"{x}.index_select(0, {x}.long())")
+    expr = p.rng.choice(forms)
+    if t.dim() == 1 and ".long()" in expr:
+        # a 1-D index computed by the graph: only its values can be wrong, checked lazily (C12)
+        p.use("error.index_lazy")
+    return expr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1386,7 +1565,12 @@ def build(rng: random.Random, exclude: set[str]) -> dict | None:
 
 
 def finish(p: Program, cur: str) -> bool:
-    """End in a scalar (sum/mean) + backward, or backward with an explicit gradient."""
+    """End in a scalar (sum/mean) + backward, or backward with an explicit gradient.
+
+    Variants (each a feature tag): hooks that change gradients, torch.autograd.grad instead of
+    backward, backward(inputs=...), and an optimizer-like update under no_grad followed by a
+    second backward that accumulates into the leaves' .grad.
+    """
     rng = p.rng
     cv = p.val(cur)
     if not (torch.is_tensor(cv) and cv.requires_grad):
@@ -1397,26 +1581,72 @@ def finish(p: Program, cur: str) -> bool:
     non_leaves = [n for n in p.float_vars(grad_only=True) if p.val(n).grad_fn is not None and n != cur]
     if non_leaves and rng.random() < 0.3:
         retained = rng.choice(non_leaves)
+    if retained:
+        p.stmt(f"{retained}.retain_grad()")
+    hooked: set[str] = set()
+    if p.feature("finish.hooks") and rng.random() < 0.15:
+        p.use("finish.hooks")
+        targets = non_leaves + p.leaves
+        for target in rng.sample(targets, min(len(targets), rng.choice([1, 1, 2]))):
+            change = rng.choice(["g * 2", "g + 1", "None", "g.clamp(-0.5, 0.5)", "-g"])
+            p.stmt(f"{target}.register_hook(lambda g: {change})")
+            hooked.add(target)
+    if not p.feature("finish.hooked_input"):
+        non_leaves = [n for n in non_leaves if n not in hooked]
     r = rng.random()
     if r < 0.2 and cv.numel() > 1 and cv.numel() <= MAX_NUMEL:
         values = p.float_values(cv.numel(), -1, 1)
-        dtype = ", dtype=torch.float64" if cv.dtype == torch.float64 else ""
+        dtype = "" if cv.dtype == torch.float32 else f", dtype={cv.dtype}"
         seed = f"torch.tensor({literal(values, tuple(cv.shape))}{dtype})"
-        if retained:
-            p.stmt(f"{retained}.retain_grad()")
         p.stmt(f"{cur}.backward({seed})")
-        root = cur
+        p.retained = retained
+        return True
+    terms = [f"{cur}.{rng.choice(['sum', 'mean'] if p.mode != 'edge' else ['sum'])}()"]
+    for d in dangling[:2]:
+        if rng.random() < 0.6:
+            terms.append(f"{d}.sum()")
+    root = p.emit(" + ".join(terms), (cur,) + tuple(dangling))
+    r = rng.random()
+    if r < 0.1 and p.feature("finish.autograd_grad") and p.leaves:
+        p.use("finish.autograd_grad")
+        wrt = rng.sample(p.leaves, min(len(p.leaves), rng.choice([1, 2])))
+        kw = rng.choice(["", "", ", retain_graph=True", ", allow_unused=True", ", materialize_grads=True"])
+        if non_leaves and rng.random() < 0.3:
+            wrt.append(rng.choice(non_leaves))
+            if wrt[-1] in hooked:
+                p.use("finish.hooked_input")
+        if rng.random() < 0.3:
+            # a leaf the root does not depend on: None (allow_unused), zeros (materialize) or an error
+            wrt.append(p.leaf(p.random_shape(2), "float32", True))
+        g = p.assign(f"torch.autograd.grad({root}, [{', '.join(wrt)}]{kw})", (root,))
+        for k in range(len(wrt)):
+            p.assign(f"{g}[{k}]")
+    elif r < 0.2 and p.feature("finish.backward_inputs") and p.leaves:
+        p.use("finish.backward_inputs")
+        inputs = rng.sample(p.leaves, min(len(p.leaves), rng.choice([1, 2])))
+        if non_leaves and rng.random() < 0.4:
+            extra = rng.choice(non_leaves)
+            inputs.append(extra)
+            p.extra_grads.append(extra)
+            if extra in hooked:
+                p.use("finish.hooked_input")
+        lst = inputs[0] if len(inputs) == 1 and rng.random() < 0.3 else f"[{', '.join(inputs)}]"
+        p.stmt(rng.choice([f"{root}.backward(inputs={lst})",
+                           f"torch.autograd.backward({root}, inputs={lst})"]))
     else:
-        terms = [f"{cur}.{rng.choice(['sum', 'mean'] if p.mode != 'edge' else ['sum'])}()"]
-        for d in dangling[:2]:
-            if rng.random() < 0.6:
-                terms.append(f"{d}.sum()")
-        root = p.emit(" + ".join(terms), (cur,) + tuple(dangling))
-        if retained:
-            p.stmt(f"{retained}.retain_grad()")
         if rng.random() < 0.08:
             p.stmt(f"{root}.backward(retain_graph=True)")
         p.stmt(f"{root}.backward()")
+        if p.feature("finish.train_step") and rng.random() < 0.1 and p.mode == "normal":
+            p.use("finish.train_step")
+            leaf = rng.choice(p.leaves)
+            need(p.val(leaf).grad is not None and p.val(leaf).dtype != torch.float16)
+            p.stmt(rng.choice([f"with torch.no_grad():\n    {leaf}.sub_(0.1 * {leaf}.grad)",
+                               f"with torch.no_grad():\n    {leaf} -= 0.1 * {leaf}.grad"]))
+            if rng.random() < 0.4:
+                p.stmt(rng.choice([f"{leaf}.grad.zero_()", f"{leaf}.grad = None"]))
+            again = p.emit(rng.choice([f"({leaf} * {leaf}).sum()", f"{leaf}.sin().mean()"]), (leaf,))
+            p.stmt(f"{again}.backward()")
     p.retained = retained
     return True
 
@@ -1431,8 +1661,9 @@ def robust(p: Program, value) -> bool:
         return True
     d = value.detach()
     base = repr(d)
-    rel = REL_NOISE64 if p.float64_only else REL_NOISE32
-    scale = max(float(d.abs().max()) * rel, ABS_NOISE64 if p.float64_only else ABS_NOISE32)
+    rel, floor = {"float16": (REL_NOISE16, ABS_NOISE16), "float64": (REL_NOISE64, ABS_NOISE64),
+                  "float32": (REL_NOISE32, ABS_NOISE32)}[p.precision]
+    scale = max(float(d.abs().max()) * rel, floor)
     gen = torch.Generator().manual_seed(0)
     signs = torch.randint(0, 2, d.shape, generator=gen).to(d.dtype) * 2 - 1
     nz = (d != 0).to(d.dtype)
@@ -1450,11 +1681,12 @@ def record(p: Program, index: int) -> dict:
     names = [n for n in p.names]
     printed = [n for n in names if robust(p, p.ns.get(n))]
     grads = list(p.leaves)
-    if p.retained:
-        grads.append(p.retained)
+    for name in [p.retained] + p.extra_grads:
+        if name and name not in grads:
+            grads.append(name)
     program = {"id": index, "mode": p.mode, "tags": sorted(p.tags), "source": source, "vars": names,
                "print": printed, "grads": grads if p.mode != "error" else [],
-               "precision": "float64" if p.float64_only else "float32"}
+               "precision": p.precision}
     program["expected"] = harness.run(torch, program)
     return program
 
