@@ -19,7 +19,8 @@ from gradserve.engine import Graph, Leaf, LimitError, Node, Result
 from gradserve.v1 import gradserve_pb2 as pb
 
 __all__ = [
-    "BATCH_BYTES", "CHUNK_BYTES", "GRAPH_PART_NODES", "PROTOCOL_VERSION", "DTYPES", "WireError", "Result",
+    "BATCH_BYTES", "CHUNK_BYTES", "GRAPH_PART_NODES", "PROTOCOL_VERSION", "DTYPES", "DTYPE_NAMES",
+    "WireError", "Result",
     "WireTensor", "RequestHead", "RequestReader", "GraphCache", "ChunkSink",
     "request_messages", "request_batch", "read_results", "result_messages", "summary_message",
     "attrs_to_proto", "attrs_from_proto", "value_to_proto", "value_from_proto",
@@ -41,8 +42,9 @@ PROTOCOL_VERSION = 1
 DTYPES: dict[str, np.dtype] = {name: np.dtype(name).newbyteorder("<") for name in (
     "bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64")}
 
-_NAMES = {dtype: name for name, dtype in DTYPES.items()}
-_NATIVE = {name: np.dtype(name) for name in DTYPES}   # np.dtype.name is slow Python code
+# The wire name of a dtype: np.dtype.name is slow Python code.
+DTYPE_NAMES: dict[np.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
+_NATIVE = {name: np.dtype(name) for name in DTYPES}
 _KIND_TO_PB = {"value": pb.TensorHeader.VALUE, "grad": pb.TensorHeader.GRAD}
 _KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
 _INT64 = (-(1 << 63), (1 << 63) - 1)
@@ -116,7 +118,7 @@ class WireTensor:
 def spec_to_proto(id_: int, shape: Sequence[int], dtype: np.dtype, *,
                   requires_grad: bool = False) -> pb.TensorSpec:
     dtype = np.dtype(dtype)
-    name = _NAMES.get(dtype)
+    name = DTYPE_NAMES.get(dtype)
     if name is None:
         raise WireError(f"tensor {id_}: dtype {dtype} is not supported on the wire")
     shape = tuple(int(s) for s in shape)
@@ -147,7 +149,7 @@ def spec_from_proto(spec: pb.TensorSpec, what: str = "tensor") -> WireTensor:
 def _as_wire_array(id_: int, array: np.ndarray) -> np.ndarray:
     """C-contiguous little-endian view (or copy, only when needed)."""
     array = np.asarray(array)
-    name = _NAMES.get(array.dtype) or array.dtype.name     # big-endian dtypes miss the fast path
+    name = DTYPE_NAMES.get(array.dtype) or array.dtype.name     # big-endian dtypes miss the fast path
     if name not in DTYPES:
         raise WireError(f"tensor {id_}: dtype {array.dtype} is not supported on the wire")
     # np.asarray, not np.ascontiguousarray: the latter turns 0-dim arrays into 1-dim ones.
@@ -401,21 +403,22 @@ def request_batch(*, graph: Graph, values: Mapping[int, np.ndarray], outputs: Se
 
 
 class GraphCache:
-    """Decoded graphs by the bytes of their single GraphPart, for servers that see the same small
-    graph again and again (a training loop): decoding and planning cost more than computing it.
-    Bounded: the oldest entries go first. Thread-safe."""
+    """Decoded graphs (or what is derived from them, such as plans) by the bytes of their single
+    GraphPart, for servers that see the same small graph again and again (a training loop):
+    decoding and planning cost more than computing it. Bounded: the oldest entries go first.
+    Thread-safe."""
 
     MAX_KEY_BYTES = 64 << 10          # bigger graphs are rare and cost more to hash than to hold
 
     def __init__(self, max_entries: int = 256) -> None:
         self.max_entries = max_entries
         self._lock = threading.Lock()
-        self._entries: dict[bytes, tuple] = {}
+        self._entries: dict[bytes, object] = {}
 
-    def get(self, key: bytes) -> tuple | None:
+    def get(self, key: bytes):
         return self._entries.get(key)
 
-    def put(self, key: bytes, value: tuple) -> None:
+    def put(self, key: bytes, value: object) -> None:
         with self._lock:
             while len(self._entries) >= self.max_entries:
                 del self._entries[next(iter(self._entries))]

@@ -96,8 +96,6 @@ class RunningServer:
         from grpc_health.v1 import health, health_pb2, health_pb2_grpc
         from grpc_reflection.v1alpha import reflection
 
-        from gradserve.v1 import gradserve_pb2
-
         from .errors import ErrorInterceptor
         from .front import Front
         from .service import GradientsServicer, add_to_server
@@ -120,7 +118,7 @@ class RunningServer:
         health_servicer = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection([
-            gradserve_pb2.DESCRIPTOR.services_by_name["Gradients"].full_name,
+            SERVICE_NAME,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ], server)

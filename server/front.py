@@ -36,12 +36,11 @@ from .faults import DeadlineExceeded, Overloaded, RequestCancelled
 from .options import Options
 from .pool import Job, WorkerPool, worker_error
 from .shm import BlockPool
-from .worker import JobSpec, Slot, execute, pack_graph
+from .worker import JobSpec, Slot, execute, pack_graph, slot_array
 
 log = logging.getLogger("gradserve.server.requests")
 
 ALIGN = 64                    # every tensor starts on a cache line
-_NAMES = {dtype: name for name, dtype in codec.DTYPES.items()}   # np.dtype.name is slow
 
 
 class Admission:
@@ -123,7 +122,7 @@ class Layout:
 
         def place(id_: int, shape: tuple[int, ...], dtype: np.dtype, kind: str = "") -> Slot:
             nonlocal offset
-            slot = Slot(id_, offset, tuple(shape), _NAMES[dtype], kind)
+            slot = Slot(id_, offset, tuple(shape), codec.DTYPE_NAMES[dtype], kind)
             offset += _aligned(math.prod(shape) * dtype.itemsize)
             return slot
 
@@ -153,14 +152,6 @@ class Layout:
             n = math.prod(s.shape) * codec.DTYPES[s.dtype].itemsize
             out[s.id] = buf[s.offset:s.offset + n] if n else memoryview(b"")
         return out
-
-
-def result_view(buf: memoryview, slot: Slot) -> np.ndarray:
-    dtype = codec.DTYPES[slot.dtype]
-    count = math.prod(slot.shape)
-    if count == 0:
-        return np.empty(slot.shape, dtype)
-    return np.frombuffer(buf, dtype, count, slot.offset).reshape(slot.shape)
 
 
 class Front:
@@ -236,7 +227,7 @@ class Front:
             for event in events:
                 if event[0] == "result":
                     slot = layout.results[event[1]]
-                    array = result_view(buf, slot) if event[2] else None
+                    array = slot_array(buf, slot) if event[2] else None
                     facts["out_bytes"] += array.nbytes if array is not None else 0
                     yield from codec.result_messages(slot.kind, slot.id, array, frames=not batch)
                     array = None
@@ -262,12 +253,11 @@ class Front:
 
     def _plan(self, head: codec.RequestHead) -> engine.Plan:
         key = head.graph_key
-        cached = self._plans.get(key) if key is not None else None
-        if cached is not None:
-            return cached[0]
-        plan = engine.plan(head.graph, self.limits)      # errors are not cached: they re-raise
-        if key is not None:
-            self._plans.put(key, (plan,))
+        plan = self._plans.get(key) if key is not None else None
+        if plan is None:
+            plan = engine.plan(head.graph, self.limits)      # errors are not cached: they re-raise
+            if key is not None:
+                self._plans.put(key, plan)
         return plan
 
     def _inline_gate(self, plan: engine.Plan) -> bool:

@@ -49,7 +49,6 @@ class Job:
     cancel_reason: Exception | None = None
     kill_at: float | None = None
     delivered: set[int] = field(default_factory=set)
-    worker: str = ""
 
     def finish(self, event: tuple) -> None:
         self.state = "finished"
@@ -312,7 +311,6 @@ class WorkerPool:
                     continue
                 job.state = "running"
                 job.attempts += 1
-                job.worker = w.name
                 w.job = job
 
 

@@ -13,9 +13,8 @@ import grpc
 from gradserve import codec
 from gradserve.v1 import gradserve_pb2 as pb
 
+from .app import SERVICE_NAME
 from .front import Front
-
-SERVICE = "gradserve.v1.Gradients"
 
 
 class GradientsServicer:
@@ -60,5 +59,5 @@ def add_to_server(servicer: GradientsServicer, server: grpc.Server) -> None:
     missing = set(pb.DESCRIPTOR.services_by_name["Gradients"].methods_by_name) - set(handlers)
     if missing:      # a method added to the .proto must be served here too
         raise RuntimeError(f"no handler for {sorted(missing)}")
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    server.add_registered_method_handlers(SERVICE, handlers)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)

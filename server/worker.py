@@ -12,12 +12,16 @@ Protocol on the duplex pipe (front -> worker: pickled JobSpec, or b"" to exit; w
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import time
 import traceback
 from dataclasses import dataclass
 
+import numpy as np
+
+from gradserve import engine
 from gradserve.engine import Graph, Leaf, Limits, Node
 
 from .shm import map_block, open_block
@@ -42,12 +46,21 @@ def pack_graph(graph: Graph) -> tuple[tuple, tuple]:
 
 
 def unpack_graph(leaves: tuple, nodes: tuple) -> Graph:
-    import numpy as np
-
     dtypes = {}
     return Graph([Leaf(i, shape, dtypes.get(d) or dtypes.setdefault(d, np.dtype(d)), rg)
                   for i, shape, d, rg in leaves],
                  [Node(*n) for n in nodes])
+
+
+def slot_array(buf, slot: Slot, writable: bool = False) -> np.ndarray:
+    """The tensor in `slot` of a block (any buffer laid out the same way), without a copy."""
+    dtype = np.dtype(slot.dtype).newbyteorder("<")
+    count = math.prod(slot.shape)
+    if count == 0:
+        return np.empty(slot.shape, dtype)
+    a = np.frombuffer(buf, dtype, count, slot.offset).reshape(slot.shape)
+    a.flags.writeable = writable
+    return a
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,25 +120,10 @@ def execute(job: JobSpec, buf, should_stop, send, plan=None, fd: int | None = No
     `fd`: the block's file. Results are then written with pwrite rather than through the mapping:
     the same one copy, but without a page fault per 4 KiB page (shared memory gets no huge pages)
     and without those pages counting in this process's resident set."""
-    import numpy as np
-
-    from gradserve import engine
-
     started = time.perf_counter()
     values = seeds = None
     try:
-        def view(slot: Slot, writable: bool) -> np.ndarray:
-            dtype = np.dtype(slot.dtype).newbyteorder("<")
-            count = 1
-            for s in slot.shape:
-                count *= s
-            if count == 0:
-                return np.empty(slot.shape, dtype)
-            a = np.frombuffer(buf, dtype, count, slot.offset).reshape(slot.shape)
-            a.flags.writeable = writable
-            return a
-
-        values = {s.id: view(s, False) for s in job.inputs}
+        values = {s.id: slot_array(buf, s) for s in job.inputs}
         if plan is None:
             plan = engine.plan(unpack_graph(job.leaves, job.nodes), job.limits)
         index = {(s.kind, s.id): k for k, s in enumerate(job.results)}
@@ -140,7 +138,7 @@ def execute(job: JobSpec, buf, should_stop, send, plan=None, fd: int | None = No
                         and array.dtype == np.dtype(slot.dtype).newbyteorder("<")):
                     _pwrite_all(fd, memoryview(array.reshape(-1)).cast("B"), slot.offset)
                 else:
-                    np.copyto(view(slot, True), array, casting="same_kind")
+                    np.copyto(slot_array(buf, slot, writable=True), array, casting="same_kind")
             send("result", job.job_id, k, array is not None)
 
         if job.mode == "evaluate":
@@ -153,7 +151,7 @@ def execute(job: JobSpec, buf, should_stop, send, plan=None, fd: int | None = No
             seeds = {}
             for k, root in enumerate(job.roots):
                 if job.seeds:
-                    seed = view(job.seeds[k], False)
+                    seed = slot_array(buf, job.seeds[k])
                 else:
                     seed = np.ones(plan.spec(root).shape, plan.spec(root).dtype)
                 seeds[root] = seed if root not in seeds else seeds[root] + seed
