@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -54,11 +54,6 @@ class Executor(Protocol):
                  seeds: Mapping[int, np.ndarray], grads: Sequence[int]) -> Iterator[Result]: ...
 
     def close(self) -> None: ...
-
-
-def _status(name: str):
-    import grpc
-    return getattr(grpc.StatusCode, name)
 
 
 def _engine_status(e: Exception):
@@ -154,65 +149,56 @@ class RemoteExecutor:
         self.last_call = ""          # "batch" or "stream": how the last request travelled
 
     def evaluate(self, graph, values, outputs):
-        from gradserve import codec
-
         outputs = list(outputs)
-        kw = dict(graph=graph, values=values, outputs=outputs, request_id=uuid.uuid4().hex)
-        batch = self._batch({}, [outputs], kw)
-        if batch is not None:
-            results = self._call("EvaluateBatch", lambda: batch,
-                                 lambda: codec.request_stream(**kw), "Evaluate")
-        else:
-            results = self._call("Evaluate", lambda: codec.request_stream(**kw))
+        results = self._compute("Evaluate", [outputs],
+                                dict(graph=graph, values=values, outputs=outputs))
         return {r.id: r.array for r in results}
 
     def backward(self, graph, values, roots, seeds, grads):
-        from gradserve import codec
-
         roots, seeds, grads = list(roots), dict(seeds), list(grads)
-        kw = dict(graph=graph, values=values, roots=roots, seeds=seeds, grads=grads,
-                  request_id=uuid.uuid4().hex)
-        batch = self._batch(seeds, [roots, grads], kw)
-        if batch is not None:
-            results = self._call("BackwardBatch", lambda: batch,
-                                 lambda: codec.request_stream(**kw), "Backward")
-        else:
-            results = self._call("Backward", lambda: codec.request_stream(**kw))
-        return iter(results)
+        return iter(self._compute("Backward", [roots, grads], dict(
+            graph=graph, values=values, roots=roots, seeds=seeds, grads=grads)))
 
     def info(self):
         from gradserve.v1 import gradserve_pb2 as pb
 
         return self._retrying(lambda: self._stub.GetInfo(pb.InfoRequest(), timeout=self.timeout))
 
-    def _batch(self, seeds, wanted: Sequence[Sequence[int]], kw: dict):
-        """The request as one RequestBatch when it and its results fit a batch call, else None."""
+    def _compute(self, method: str, wanted: Sequence[Sequence[int]], request: dict) -> list[Result]:
+        """`method` ("Evaluate" or "Backward") as its one-message batch call when the request and
+        its results (`wanted`: lists of ids) fit one, else as the stream."""
         from gradserve import codec
 
-        if _result_bytes(kw["graph"], seeds, wanted, self.MAX_PLANNED_NODES) > codec.BATCH_BYTES:
-            return None
-        return codec.request_batch(**kw)
+        request["request_id"] = uuid.uuid4().hex        # the same on every retry
+        batch = None
+        seeds = request.get("seeds") or {}
+        if _result_bytes(request["graph"], seeds, wanted, self.MAX_PLANNED_NODES) <= codec.BATCH_BYTES:
+            batch = codec.request_batch(**request)
+        if batch is not None:
+            try:
+                return self._call(method + "Batch", lambda: batch)
+            except ServiceError as e:
+                # The results were estimated to fit one message; should the server disagree
+                # (another engine version), the stream carries any size.
+                if not (getattr(e.code, "name", "") == "INVALID_ARGUMENT"
+                        and codec.is_batch_overflow(e.details)):
+                    raise
+        return self._call(method, lambda: codec.request_stream(**request))
 
-    def _call(self, method: str, request: Callable[[], object],
-              fallback: Callable[[], Iterable] | None = None, fallback_method: str = "") -> list[Result]:
+    def _call(self, method: str, request: Callable[[], object]) -> list[Result]:
+        """Every result of `method` called with `request()`, retried while UNAVAILABLE."""
         from gradserve import codec
 
-        def once(name, make):
+        def once():
             state = codec.ReadState()
             # The stub is looked up per call: tests and tools may wrap its methods.
-            results = list(codec.read_results(getattr(self._stub, name)(make(), timeout=self.timeout),
-                                              state))
+            call = getattr(self._stub, method)(request(), timeout=self.timeout)
+            results = list(codec.read_results(call, state))
             self.last_summary = state.summary
-            self.last_call = "batch" if name.endswith("Batch") else "stream"
+            self.last_call = "batch" if method.endswith("Batch") else "stream"
             return results
-        try:
-            return self._retrying(lambda: once(method, request))
-        except ServiceError as e:
-            # The results were estimated to fit one message; should the server disagree (another
-            # engine version), the stream carries any size.
-            if fallback is None or not _batch_too_small(e):
-                raise
-        return self._retrying(lambda: once(fallback_method, fallback))
+
+        return self._retrying(once)
 
     def _retrying(self, call):
         import grpc
@@ -222,7 +208,7 @@ class RemoteExecutor:
             try:
                 return call()
             except grpc.RpcError as e:
-                code = e.code() if hasattr(e, "code") else _status("UNKNOWN")
+                code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
                 if code == grpc.StatusCode.UNAVAILABLE and attempt + 1 < self.retries:
                     time.sleep(delay)
                     delay = min(delay * 3, 2.0)
@@ -246,14 +232,9 @@ class _Stub:
         from gradserve.v1 import gradserve_pb2 as pb
 
         def method(kind, name, serializer, deserializer):
-            factory = getattr(channel, kind)
-            path = f"/gradserve.v1.Gradients/{name}"
-            try:
-                return factory(path, request_serializer=serializer,
-                               response_deserializer=deserializer, _registered_method=True)
-            except TypeError:        # grpcio before 1.62
-                return factory(path, request_serializer=serializer,
-                               response_deserializer=deserializer)
+            return getattr(channel, kind)(f"/gradserve.v1.Gradients/{name}",
+                                          request_serializer=serializer,
+                                          response_deserializer=deserializer, _registered_method=True)
 
         def encode_pb(message):
             return message.SerializeToString()
@@ -265,11 +246,6 @@ class _Stub:
         self.BackwardBatch = method("unary_unary", "BackwardBatch", encode_pb,
                                     pb.ResponseBatch.FromString)
         self.GetInfo = method("unary_unary", "GetInfo", encode_pb, pb.InfoResponse.FromString)
-
-
-def _batch_too_small(error: ServiceError) -> bool:
-    return (getattr(error.code, "name", "") == "INVALID_ARGUMENT"
-            and "than a batch call carries" in error.details)
 
 
 def _result_bytes(graph: Graph, seeds: Mapping[int, np.ndarray], wanted: Sequence[Sequence[int]],
@@ -354,9 +330,8 @@ def connect(target: str = "inprocess", *, timeout: float | None = None,
             credentials=None) -> Executor:
     """Compute on `target` from now on: "host:port", "dns:///name:port" or "inprocess"."""
     global _current
-    kwargs = {} if target == "inprocess" else dict(timeout=timeout, options=options, retries=retries,
-                                                   credentials=credentials)
-    executor = _make(target, **kwargs)
+    executor = _make(target, timeout=timeout, options=options, retries=retries,
+                     credentials=credentials)
     with _lock:
         old, _current = _current, executor
     if old is not None:
@@ -385,7 +360,7 @@ def current() -> Executor:
         timeout = os.environ.get("GRADSERVE_TIMEOUT")
         kwargs = {} if not timeout else {"timeout": float(timeout)}
         if target:
-            _current = _make(target, **({} if target == "inprocess" else kwargs))
+            _current = _make(target, **kwargs)
             return _current
         _local = LocalServer()
         atexit.register(_stop_local)

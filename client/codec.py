@@ -22,7 +22,8 @@ __all__ = [
     "BATCH_BYTES", "CHUNK_BYTES", "GRAPH_PART_NODES", "PROTOCOL_VERSION", "DTYPES", "DTYPE_NAMES",
     "WireError", "Result",
     "WireTensor", "RequestHead", "RequestReader", "GraphCache", "ChunkSink",
-    "request_messages", "request_batch", "read_results", "result_messages", "summary_message",
+    "request_messages", "request_batch", "batch_overflow", "is_batch_overflow", "read_results",
+    "result_messages", "summary_message",
     "attrs_to_proto", "attrs_from_proto", "value_to_proto", "value_from_proto",
     "spec_to_proto", "spec_from_proto", "graph_parts", "graph_from_parts",
     "request_stream", "encode", "decode_request", "decode_response",
@@ -380,6 +381,20 @@ def _request_items(graph, arrays, outputs, roots, seed_specs, grads, request_id,
         else:
             for chunk in _chunks(id_, a):
                 yield pb.ComputeRequest(chunk=chunk)
+
+
+# The rejection a server gives a batch call whose results would not fit one message: the client
+# then repeats the request as a stream.
+_BATCH_OVERFLOW = "more than a batch call carries"
+
+
+def batch_overflow(result_bytes: int) -> WireError:
+    return WireError(f"the results need {result_bytes} bytes, {_BATCH_OVERFLOW} ({BATCH_BYTES}); "
+                     "use the stream")
+
+
+def is_batch_overflow(details: str) -> bool:
+    return _BATCH_OVERFLOW in details
 
 
 def request_batch(*, graph: Graph, values: Mapping[int, np.ndarray], outputs: Sequence[int] = (),

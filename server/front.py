@@ -188,8 +188,7 @@ class Front:
             plan = self._plan(head)
             layout = Layout.build(mode, head, plan)
             if batch and layout.result_bytes > codec.BATCH_BYTES:
-                raise codec.WireError(f"the results need {layout.result_bytes} bytes, more than a "
-                                      f"batch call carries ({codec.BATCH_BYTES}); use the stream")
+                raise codec.batch_overflow(layout.result_bytes)
             self.admission.reserve(layout.size)
             lease.nbytes = layout.size
             small = self._inline_gate(plan)
