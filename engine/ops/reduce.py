@@ -220,6 +220,14 @@ def _even_share(g, xs, out, attrs):
     return (expand_back(g, x, attrs) * hit / count,)
 
 
+def _full_even_share(g, xs, out, attrs):
+    """max()/min() of everything: torch writes +0. off the extremes (amax's g * mask gives -0.
+    for a negative g, as torch's amax does)."""
+    x = xs[0]
+    hit = x == out
+    return (np.where(hit, g / np.sum(hit), 0).astype(g.dtype, copy=False),)
+
+
 def _extreme(reduce):
     def forward(xs, attrs):
         x = xs[0]
@@ -241,8 +249,8 @@ def full_extreme_infer(specs, attrs):
     return TensorSpec((), specs[0].dtype)
 
 
-register("max", infer=full_extreme_infer, forward=_extreme(np.max), backward=_even_share)
-register("min", infer=full_extreme_infer, forward=_extreme(np.min), backward=_even_share)
+register("max", infer=full_extreme_infer, forward=_extreme(np.max), backward=_full_even_share)
+register("min", infer=full_extreme_infer, forward=_extreme(np.min), backward=_full_even_share)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -405,3 +405,13 @@ def test_remainder_scalar_promotion_gradients_and_integer_zero_division():
     np.testing.assert_array_equal(gb, a(-2.0, 2.0, 3.0))
     _, gb = grads("fmod", a(5.5, -3.2, 4.0), a(2.0, 2.5, -1.5))
     np.testing.assert_array_equal(gb, a(-2.0, 1.0, 2.0))
+
+
+def test_max_of_everything_writes_positive_zeros_amax_negative():
+    # conformance: torch's max() backward writes +0. off the maximum; amax's (g * mask / count)
+    # gives -0. for a negative upstream gradient, and so do we
+    x = a(1.0, 3.0, 3.0, 0.0)
+    (g,) = grads("max", x, cotangent=np.float32(-2.0))
+    np.testing.assert_array_equal(np.signbit(g), [False, True, True, False])
+    (g,) = grads("amax", x, dim=0, cotangent=np.float32(-2.0))
+    np.testing.assert_array_equal(np.signbit(g), [True, True, True, True])
