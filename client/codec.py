@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -157,11 +157,17 @@ def _as_wire_array(id_: int, array: np.ndarray) -> np.ndarray:
     return np.asarray(array, dtype=DTYPES[name], order="C")
 
 
-def _chunks(id_: int, array: np.ndarray) -> Iterator[pb.Chunk]:
+def _slices(array: np.ndarray) -> Iterator[tuple[int, memoryview]]:
+    """(offset, bytes) of each chunk of a wire array, without copying."""
     raw = memoryview(array.reshape(-1).view(np.uint8))
     for offset in range(0, raw.nbytes, CHUNK_BYTES):
+        yield offset, raw[offset:offset + CHUNK_BYTES]
+
+
+def _chunks(id_: int, array: np.ndarray) -> Iterator[pb.Chunk]:
+    for offset, data in _slices(array):
         # bytes(): gRPC and protobuf accept only bytes, not memoryview (one copy per chunk).
-        yield pb.Chunk(id=id_, offset=offset, data=bytes(raw[offset:offset + CHUNK_BYTES]))
+        yield pb.Chunk(id=id_, offset=offset, data=bytes(data))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,9 +202,8 @@ def _chunk_frame(tag: int, id_: int, offset: int, data: memoryview) -> bytes:
 
 
 def _chunk_frames(tag: int, id_: int, array: np.ndarray) -> Iterator[bytes]:
-    raw = memoryview(array.reshape(-1).view(np.uint8))
-    for offset in range(0, raw.nbytes, CHUNK_BYTES):
-        yield _chunk_frame(tag, id_, offset, raw[offset:offset + CHUNK_BYTES])
+    for offset, data in _slices(array):
+        yield _chunk_frame(tag, id_, offset, data)
 
 
 def encode(message) -> bytes:
@@ -275,6 +280,52 @@ def decode_request(data: bytes):
 def decode_response(data: bytes):
     """gRPC deserializer for response streams: chunk frames without copying, the rest by protobuf."""
     return _parse_chunk(data, _RESPONSE_CHUNK_TAG) or pb.ComputeResponse.FromString(data)
+
+
+class ChunkSink:
+    """Copies chunks straight into preallocated byte buffers, one per tensor id, in order: the
+    receiving end of requests (buffers known up front) and of results (opened by each header)."""
+
+    def __init__(self, buffers: Mapping[int, memoryview] | None = None) -> None:
+        self._buffers: dict[int, memoryview] = dict(buffers or {})
+        self._received = dict.fromkeys(self._buffers, 0)
+
+    def expect(self, id_: int, buf: memoryview) -> None:
+        """Take tensor `id_`'s bytes into `buf` from now on; its earlier bytes must be complete."""
+        if id_ in self._buffers and self._received[id_] != self._buffers[id_].nbytes:
+            raise WireError(f"tensor {id_}: new TensorHeader before its bytes were complete")
+        self._buffers[id_] = buf
+        self._received[id_] = 0
+
+    def write(self, chunk: pb.Chunk) -> bool:
+        """Copy one chunk into its buffer; True once that buffer is full."""
+        id_ = chunk.id
+        buf = self._buffers.get(id_)
+        if buf is None:
+            raise WireError(f"chunk for unknown tensor {id_}")
+        data = chunk.data                     # read once: each access copies
+        offset, n = chunk.offset, len(data)
+        if offset != self._received[id_]:
+            raise WireError(f"tensor {id_}: chunk at offset {offset}, expected "
+                            f"{self._received[id_]} (chunks must arrive in order, without gaps)")
+        if offset + n > buf.nbytes:
+            raise WireError(f"tensor {id_}: chunk [{offset}, {offset + n}) lies outside its "
+                            f"{buf.nbytes} bytes")
+        buf[offset:offset + n] = data
+        self._received[id_] = end = offset + n
+        return end == buf.nbytes
+
+    def missing(self) -> list[tuple[int, int, int]]:
+        """(id, received, expected) for every incomplete tensor."""
+        return [(i, self._received[i], b.nbytes) for i, b in self._buffers.items()
+                if self._received[i] != b.nbytes]
+
+    def finish(self, when: str = "stream ended") -> None:
+        """Raise WireError unless every buffer is full."""
+        missing = self.missing()
+        if missing:
+            i, got, want = missing[0]
+            raise WireError(f"tensor {i}: {when} after {got} of {want} bytes")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,41 +510,6 @@ class RequestHead:
         return [*self.leaves, *self.seeds]
 
 
-class ChunkSink:
-    """Copies chunks straight into preallocated byte buffers, one per tensor id, in order."""
-
-    def __init__(self, buffers: Mapping[int, memoryview]) -> None:
-        self._buffers = buffers
-        self._received = dict.fromkeys(buffers, 0)
-
-    def write(self, chunk: pb.Chunk, what: str = "tensor") -> None:
-        id_ = chunk.id
-        buf = self._buffers.get(id_)
-        if buf is None:
-            raise WireError(f"chunk for unknown {what} {id_}")
-        data = chunk.data                     # read once: each access copies
-        offset, n = chunk.offset, len(data)
-        if offset != self._received[id_]:
-            raise WireError(f"{what} {id_}: chunk at offset {offset}, expected "
-                            f"{self._received[id_]} (chunks must arrive in order, without gaps)")
-        if offset + n > buf.nbytes:
-            raise WireError(f"{what} {id_}: chunk [{offset}, {offset + n}) lies outside its "
-                            f"{buf.nbytes} bytes")
-        buf[offset:offset + n] = data
-        self._received[id_] = offset + n
-
-    def missing(self) -> list[tuple[int, int, int]]:
-        """(id, received, expected) for every incomplete tensor."""
-        return [(i, self._received[i], b.nbytes) for i, b in self._buffers.items()
-                if self._received[i] != b.nbytes]
-
-    def finish(self, what: str = "tensor") -> None:
-        missing = self.missing()
-        if missing:
-            i, got, want = missing[0]
-            raise WireError(f"{what} {i}: stream ended after {got} of {want} bytes")
-
-
 class RequestReader:
     """Decodes one request stream: `head()` reads up to the first Chunk, `read_into()` the rest.
 
@@ -623,19 +639,12 @@ def summary_message(nodes_executed: int = 0, compute_seconds: float = 0.0,
 
 
 @dataclass(slots=True)
-class _Incoming:
-    kind: str
-    array: np.ndarray
-    flat: memoryview
-    received: int = 0
-
-
-@dataclass(slots=True)
 class ReadState:
     """What `read_results` saw; `summary` is set once the stream is complete."""
 
     summary: pb.Summary | None = None
-    open: MutableMapping[int, _Incoming] = field(default_factory=dict)
+    sink: ChunkSink = field(default_factory=ChunkSink)
+    pending: dict[int, tuple[str, np.ndarray]] = field(default_factory=dict)   # id -> kind, array
 
 
 def read_results(responses: Iterable[pb.ComputeResponse] | pb.ResponseBatch,
@@ -647,24 +656,14 @@ def read_results(responses: Iterable[pb.ComputeResponse] | pb.ResponseBatch,
     """
     responses = iter(responses.messages if isinstance(responses, pb.ResponseBatch) else responses)
     state = state if state is not None else ReadState()
-    pending = state.open
+    sink, pending = state.sink, state.pending
     for msg in responses:
         kind = msg.WhichOneof("kind")
         if kind == "chunk":
             chunk = msg.chunk
-            inc = pending.get(chunk.id)
-            if inc is None:
-                raise WireError(f"chunk for tensor {chunk.id}, which has no open TensorHeader")
-            data = chunk.data                 # read once: each access copies
-            offset, n = chunk.offset, len(data)
-            if offset != inc.received or offset + n > inc.flat.nbytes:
-                raise WireError(f"tensor {chunk.id}: chunk [{offset}, {offset + n}) does not "
-                                f"continue at {inc.received} within {inc.flat.nbytes} bytes")
-            inc.flat[offset:offset + n] = data
-            inc.received += n
-            if inc.received == inc.flat.nbytes:
-                del pending[chunk.id]
-                yield Result(inc.kind, chunk.id, inc.array)
+            if sink.write(chunk):
+                rkind, array = pending.pop(chunk.id)
+                yield Result(rkind, chunk.id, array)
         elif kind == "tensor":
             header = msg.tensor
             rkind = _KIND_FROM_PB.get(header.kind)
@@ -674,18 +673,14 @@ def read_results(responses: Iterable[pb.ComputeResponse] | pb.ResponseBatch,
                 yield Result(rkind, header.spec.id, None)
                 continue
             t = spec_from_proto(header.spec)
-            if t.id in pending:
-                raise WireError(f"tensor {t.id}: new TensorHeader before its bytes were complete")
             array = np.empty(t.shape, t.dtype)
-            flat = memoryview(array.reshape(-1).view(np.uint8))
             if t.nbytes == 0:
                 yield Result(rkind, t.id, array)
             else:
-                pending[t.id] = _Incoming(rkind, array, flat)
+                sink.expect(t.id, memoryview(array.reshape(-1).view(np.uint8)))
+                pending[t.id] = (rkind, array)
         elif kind == "summary":
-            if pending:
-                i, inc = next(iter(pending.items()))
-                raise WireError(f"tensor {i}: summary after {inc.received} of {inc.flat.nbytes} bytes")
+            sink.finish("summary")
             state.summary = msg.summary
             # Read to the end, so the call completes (an abandoned call is cancelled on the server).
             for _ in responses:

@@ -215,6 +215,18 @@ def test_chunk_out_of_order_or_unknown():
         decode_request(iter(messages))
 
 
+def test_a_chunk_sent_twice_is_rejected():
+    messages = simple_request()
+    with pytest.raises(codec.WireError, match="tensor 0: chunk at offset 0, expected 16"):
+        decode_request(iter([*messages, messages[-1]]))
+
+
+def test_a_tensor_may_have_a_value_and_a_grad_result():
+    out, _ = results_roundtrip([("value", 3, np.arange(4.0)), ("grad", 3, np.ones(4))])
+    assert [(r.kind, r.id, r.array.tolist()) for r in out] == [
+        ("value", 3, [0.0, 1.0, 2.0, 3.0]), ("grad", 3, [1.0, 1.0, 1.0, 1.0])]
+
+
 def test_duplicate_ids_and_missing_header():
     messages = simple_request()
     messages[1].graph.leaves.append(messages[1].graph.leaves[0])
@@ -246,8 +258,12 @@ def test_response_stream_errors():
         list(codec.read_results([header, chunk]))
     with pytest.raises(codec.WireError, match="tensor 3: summary after 0 of 32"):
         list(codec.read_results([header, codec.summary_message()]))
-    with pytest.raises(codec.WireError, match="tensor 3, which has no open"):
+    with pytest.raises(codec.WireError, match="chunk for unknown tensor 3"):
         list(codec.read_results([chunk]))
+    with pytest.raises(codec.WireError, match="tensor 3: new TensorHeader before its bytes"):
+        list(codec.read_results([header, header]))
+    with pytest.raises(codec.WireError, match="tensor 3: chunk at offset 0, expected 32"):
+        list(codec.read_results([header, chunk, chunk]))
     bad = pb.ComputeResponse()
     bad.CopyFrom(header)
     bad.tensor.spec.dtype = "float128"

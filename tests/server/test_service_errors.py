@@ -86,6 +86,13 @@ def test_missing_chunk(stub):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "tensor 0" in details
 
 
+def test_chunk_sent_twice(stub):
+    messages = request()
+    code, details = call(stub, [*messages, messages[-1]])
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.startswith(f"tensor 0: chunk at offset {codec.CHUNK_BYTES}, expected {BIG * 4}")
+
+
 def test_chunk_beyond_the_tensor(stub):
     messages = request()
     messages[-1].chunk.data += b"\0" * 8
