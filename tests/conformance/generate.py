@@ -1715,8 +1715,11 @@ def generate(count: int, seed: int, exclude: set[str]) -> list[dict]:
         rng = random.Random(f"{seed}:{i}:{attempt}")
         p = build(rng, exclude)
         if p is not None:
-            program = record(p, len(out))
-            if grads_ok(program):
+            try:
+                program = record(p, len(out))
+            except RuntimeError:   # e.g. PyTorch refuses to show a view its in-place update broke
+                program = None
+            if program is not None and grads_ok(program):
                 out.append(program)
                 i += 1
                 attempt = 0

@@ -27,7 +27,8 @@ _SAMPLES = 64
 
 
 def _is_tensor(x: Any) -> bool:
-    return hasattr(x, "grad_fn") and hasattr(x, "dtype") and hasattr(x, "shape")
+    t = type(x)   # the class: reading a property could raise (a view invalidated by an in-place op)
+    return hasattr(t, "grad_fn") and hasattr(t, "dtype") and hasattr(t, "shape")
 
 
 def _number(v):
