@@ -467,9 +467,14 @@ register("binary_cross_entropy_with_logits", arity=(2, 4), infer=bce_logits_infe
 # activations
 
 
+def _relu_backward(g, xs, out, attrs):
+    grad = g * (out > 0)
+    grad += 0    # -0. (a negative g where cut) becomes +0., as torch's threshold_backward writes
+    return (grad,)
+
+
 register("relu", infer=lambda specs, attrs: specs[0], saves=(OUTPUT,),
-         forward=lambda xs, attrs: keep_max(xs[0], xs[0].dtype.type(0)),
-         backward=lambda g, xs, out, attrs: (np.where(out > 0, g, 0),))  # +0. where cut, as torch
+         forward=lambda xs, attrs: keep_max(xs[0], xs[0].dtype.type(0)), backward=_relu_backward)
 
 
 def _slope(attrs):
