@@ -208,9 +208,11 @@ class Front:
                     view.release()
             facts["upload_ms"] = round((time.perf_counter() - uploading) * 1e3, 2)
             facts["in_bytes"] = sum(t.nbytes for t in head.tensors)
-            spec = JobSpec(0, mode, (), (), self.limits, "", 0, layout.inputs, layout.seeds,
-                           tuple(_unique(head.outputs)), tuple(head.roots),
-                           tuple(_unique(head.grads)), layout.results)
+            # The job id, graph and block are filled in by _submit: computing inline needs none.
+            spec = JobSpec(job_id=0, mode=mode, leaves=(), nodes=(), limits=self.limits, block="",
+                           block_size=0, inputs=layout.inputs, seeds=layout.seeds,
+                           outputs=tuple(_unique(head.outputs)), roots=tuple(head.roots),
+                           grads=tuple(_unique(head.grads)), results=layout.results)
             if small and self._inline.acquire(blocking=False):
                 try:
                     events = self._run_inline(spec, buf, plan, context)
@@ -241,7 +243,7 @@ class Front:
             status = status or errors.status_for(e)[0].name
             raise
         finally:
-            buf = None
+            buf = array = None          # views of the block, which a traceback would keep
             lease.drop()
             if job is not None:
                 facts["attempts"] = job.attempts
