@@ -34,7 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         exec(compile(TUTORIAL, "autograd_tutorial.py", "exec"), {"__name__": "__gradserve_demo__"})
         info = executor.info()
         summary = executor.last_summary
-        worker = f", the last one by worker {summary.worker}" if summary and summary.worker else ""
+        worker = summary.worker if summary else ""
+        if worker == "front":
+            worker = (", the last one in its front process (graphs this small skip the hand-off to "
+                      "a worker)")
+        elif worker:
+            worker = f", the last one by {worker}"
         print(f"\n# the graphs above were recorded here and computed by the gradserve server at {address} "
               f"({info.workers} workers, server {info.server_version}){worker}")
     finally:
