@@ -3,7 +3,7 @@
 Runs real servers as separate processes (`gradserve serve --port 0`, a fresh one per section), so
 client and server never share a GIL, and drives them through the client's own RemoteExecutor (which
 picks the one-message batch call or the stream by itself). Prints one table: measured value, the
-target of issue 3, met or not. The machine's load average is printed before and after each section
+target, met or not. The machine's load average is printed before and after each section
 (the figures are only comparable between runs at similar load), and CPU seconds per process show
 where the time went:
 

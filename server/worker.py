@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import signal
 import time
 import traceback
 from dataclasses import dataclass
@@ -82,6 +83,8 @@ class JobSpec:
 
 def main(conn, cancel, name: str) -> None:
     """Process entry point: serve jobs until the pipe closes or an empty message arrives."""
+    # Ctrl-C reaches the whole process group; the front shuts its workers down itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     conn.send(("ready", os.getpid()))
     while True:
         try:
