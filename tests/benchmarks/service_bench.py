@@ -7,7 +7,7 @@ target, met or not. The machine's load average is printed before and after each 
 (the figures are only comparable between runs at similar load), and CPU seconds per process show
 where the time went:
 
-    python bench/service_bench.py [--quick]
+    python tests/benchmarks/service_bench.py [--quick]
 """
 
 from __future__ import annotations

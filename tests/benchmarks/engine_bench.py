@@ -1,7 +1,7 @@
 """Engine benchmark: a 1,000-op elementwise chain and an MLP training step, each next to a
 hand-written NumPy forward+backward of the same computation. Prints a table; not a test.
 
-    python bench/engine_bench.py [--repeat N]
+    python tests/benchmarks/engine_bench.py [--repeat N]
 """
 
 from __future__ import annotations
