@@ -8,6 +8,7 @@ in-place methods in `_inplace`, indexing in `_indexing`; `_tensor` puts them tog
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 import weakref
@@ -476,33 +477,47 @@ def apply(op: str, tensors: Sequence["TensorCore"], attrs: dict | None = None, n
     needs (defaults to what the engine op reads). `force` records even with grad mode off (for
     history that PyTorch rebuilds lazily, such as a view's grad_fn after its base changed).
     """
-    from ._tensor import Tensor
-    attrs = attrs or {}
-    exprs = [t._expr for t in tensors]
-    expr = _graph.node(op, exprs, attrs)
-    out = Tensor._from_expr(expr)
+    expr = _graph.node(op, [t._expr for t in tensors], attrs or {})
+    out = _tensor_class()._from_expr(expr)
     if is_inference_mode_enabled():
         out._inference = True
-    if (name is not None and (force or is_grad_enabled()) and expr.spec.dtype.kind == "f"
-            and any(t.requires_grad for t in tensors)):
-        engine_op = engine.OPS[op]
-        if not engine_op.differentiable:
-            return out
-        reads, reads_output = engine_op.reads(len(tensors))
-        if saved is not None:
-            reads = tuple(j for j in reads if saved[j])
-        n_saved = len(reads) + (1 if reads and "other" in attrs else 0)
-        fn = _autograd.node_class(name, n_saved)(op, attrs, tuple(exprs), tuple(t._edge() for t in tensors),
-                                                 expr)
-        fn._saves = bool(reads) or reads_output
-        refs = []
-        for j in reads:
-            if tensors[j]._inference:
-                raise RuntimeError(INFERENCE_SAVE_ERROR)
-            refs.append(_autograd.SavedRef(tensors[j], "input", index=j))
-        fn._tensor = weakref.ref(out)
-        out._grad_fn = fn
-        if reads_output:
-            refs.append(_autograd.SavedRef(out, "output", name))
-        fn._refs = tuple(refs)
+    if name is None or not (force or is_grad_enabled()) or expr.spec.dtype.kind != "f":
+        return out
+    edges = tuple(t._edge() for t in tensors)
+    if all(e is None for e in edges):
+        return out
+    engine_reads = _reads(op, len(tensors))
+    if engine_reads is None:
+        return out
+    reads, reads_output = engine_reads
+    if saved is not None:
+        reads = tuple(j for j in reads if saved[j])
+    n_saved = len(reads) + (1 if reads and "other" in expr.attrs else 0)
+    fn = _autograd.node_class(name, n_saved)(op, expr.attrs, expr.inputs, edges, expr)
+    fn._saves = bool(reads) or reads_output
+    refs = []
+    for j in reads:
+        if tensors[j]._inference:
+            raise RuntimeError(INFERENCE_SAVE_ERROR)
+        refs.append(_autograd.SavedRef(tensors[j], "input", index=j))
+    fn._tensor = weakref.ref(out)
+    out._grad_fn = fn
+    if reads_output:
+        refs.append(_autograd.SavedRef(out, "output", name))
+    fn._refs = tuple(refs)
     return out
+
+
+@functools.cache
+def _reads(op: str, n_inputs: int) -> tuple[tuple[int, ...], bool] | None:
+    """What backward of `op` reads (input positions, the output), or None if it has no backward;
+    asked once per op and arity rather than on every recorded call."""
+    engine_op = engine.OPS[op]
+    return engine_op.reads(n_inputs) if engine_op.differentiable else None
+
+
+@functools.cache
+def _tensor_class() -> type:
+    # `_tensor` builds Tensor on top of this module, so it can only be imported once in use.
+    from ._tensor import Tensor
+    return Tensor

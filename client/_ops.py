@@ -15,14 +15,13 @@ from typing import Any
 import numpy as np
 
 from . import _dtypes
-from ._core import apply
+from ._core import TensorCore, apply
 
 _MISSING: Any = object()
 Scalar = (bool, int, float, np.bool_, np.integer, np.floating)
 
 
 def is_tensor(x) -> bool:
-    from ._core import TensorCore
     return isinstance(x, TensorCore)
 
 
