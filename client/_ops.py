@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -98,14 +99,6 @@ def _not_differentiable(out, aten: str):
     if out._grad_fn is not None:
         out._grad_fn._aten = aten
     return out
-
-
-def _reflected(op):
-    def method(self, other):
-        if scalar(other) is None and not is_tensor(other):
-            return NotImplemented
-        return op(self, other)
-    return method
 
 
 def dims_attr(dim):
@@ -544,12 +537,10 @@ class TensorOps:
     def flatten(self, start_dim=0, end_dim=-1):
         if self.dim() == 0:
             return self.reshape(1)
-        out_shape = self.shape[:start_dim % self.dim()]
-        if tuple(self.shape) == tuple(out_shape) + tuple(self.shape[len(out_shape):]) and \
-                (start_dim % self.dim()) == (end_dim % self.dim()):
+        s, e = start_dim % self.dim(), end_dim % self.dim()
+        if s == e:
             return self
         if not self.is_contiguous():
-            s, e = start_dim % self.dim(), end_dim % self.dim()
             shape = self.shape
             return self.reshape(*shape[:s], math.prod(shape[s:e + 1]), *shape[e + 1:])
         return self._view_op("flatten", {"start_dim": start_dim, "end_dim": end_dim}, "ViewBackward0")
@@ -586,7 +577,6 @@ class TensorOps:
 
     @property
     def T(self):  # noqa: N802
-        import warnings
         # TORCH_WARN_ONCE: each warning at most once per process.
         if self.dim() == 0 and _warn_once("T0"):
             warnings.warn("Tensor.T is deprecated on 0-D tensors. This function is the identity in these "
@@ -639,25 +629,22 @@ class TensorOps:
         size = self.shape[dim]
         if isinstance(split_size, (list, tuple)):
             sizes = tuple(int(s) for s in split_size)
-            return tuple(self._part("split", {"split_size": sizes, "dim": dim, "index": i},
-                                    "SplitWithSizesBackward0") for i in range(len(sizes)))
+            return tuple(self._view_op("split", {"split_size": sizes, "dim": dim, "index": i},
+                                       "SplitWithSizesBackward0") for i in range(len(sizes)))
         n = max(1, -(-size // split_size)) if split_size else 1
-        return tuple(self._part("split", {"split_size": int(split_size), "dim": dim, "index": i},
-                                "SplitBackward0") for i in range(n))
+        return tuple(self._view_op("split", {"split_size": int(split_size), "dim": dim, "index": i},
+                                   "SplitBackward0") for i in range(n))
 
     def chunk(self, chunks, dim=0):
         size = self.shape[dim]
         step = -(-size // chunks) if chunks > 0 else 0
         n = -(-size // step) if step else chunks
-        return tuple(self._part("chunk", {"chunks": int(chunks), "dim": dim, "index": i},
-                                "SplitBackward0") for i in range(n))
+        return tuple(self._view_op("chunk", {"chunks": int(chunks), "dim": dim, "index": i},
+                                   "SplitBackward0") for i in range(n))
 
     def unbind(self, dim=0):
         n = self.shape[dim]
-        return tuple(self._part("unbind", {"dim": dim, "index": i}, "UnbindBackward0") for i in range(n))
-
-    def _part(self, op, attrs, name):
-        return self._view_op(op, attrs, name)
+        return tuple(self._view_op("unbind", {"dim": dim, "index": i}, "UnbindBackward0") for i in range(n))
 
     def select(self, dim, index):
         return self[(slice(None),) * (dim % max(self.dim(), 1)) + (int(index),)]
@@ -749,8 +736,6 @@ class TensorOps:
     # ----- new tensors like this one ------------------------------------------------------
 
     def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
-        import warnings
-
         from ._factories import tensor
         if is_tensor(data):
             warnings.warn("To copy construct from a tensor, it is recommended to use sourceTensor.detach()"
