@@ -68,8 +68,10 @@ class _DecoratorContextManager:
         return self.__class__()
 
 
-class _NoArgDecorator(_DecoratorContextManager):
-    """Also usable bare, as `@no_grad` without parentheses."""
+class _FixedGradMode(_DecoratorContextManager):
+    """Sets grad mode to `_enabled` inside; also usable bare, as `@no_grad` without parentheses."""
+
+    _enabled: bool
 
     def __new__(cls, orig_func=None):
         if orig_func is None:
@@ -79,27 +81,24 @@ class _NoArgDecorator(_DecoratorContextManager):
     def __init__(self, orig_func=None) -> None:
         self.prev = False
 
+    def __enter__(self) -> None:
+        self.prev = is_grad_enabled()
+        _set(self._enabled)
 
-class no_grad(_NoArgDecorator):  # noqa: N801
+    def __exit__(self, *exc) -> None:
+        _set(self.prev)
+
+
+class no_grad(_FixedGradMode):  # noqa: N801
     """Disable gradient recording: results have requires_grad=False and no grad_fn."""
 
-    def __enter__(self) -> None:
-        self.prev = is_grad_enabled()
-        _set(False)
-
-    def __exit__(self, *exc) -> None:
-        _set(self.prev)
+    _enabled = False
 
 
-class enable_grad(_NoArgDecorator):  # noqa: N801
+class enable_grad(_FixedGradMode):  # noqa: N801
     """Re-enable gradient recording inside `no_grad`."""
 
-    def __enter__(self) -> None:
-        self.prev = is_grad_enabled()
-        _set(True)
-
-    def __exit__(self, *exc) -> None:
-        _set(self.prev)
+    _enabled = True
 
 
 class set_grad_enabled(_DecoratorContextManager):  # noqa: N801
