@@ -466,15 +466,14 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
                 got[nid] = new
                 request({nid: new - g}, [i for i in grads_wanted if i != nid])
 
-    def leaf_grad(acc_key: int):
-        parts = [got.get(i) for i in plan.leaf_ids.get(acc_key, [])]
-        parts = [p for p in parts if p is not None]
-        if not parts:
-            return None
-        total = parts[0]
-        for p in parts[1:]:
-            total = total + p
-        return total
+    def slot_grad(t: "Tensor") -> np.ndarray | None:
+        i = plan.slot(t)
+        return None if i is None else got.get(i)
+
+    def leaf_grad(acc_key: int) -> np.ndarray | None:
+        """The sum over every use of the leaf (each use is its own engine leaf)."""
+        parts = [g for i in plan.leaf_ids.get(acc_key, []) if (g := got.get(i)) is not None]
+        return sum(parts[1:], parts[0]) if parts else None
 
     if not retain_graph:
         for n in nodes:
@@ -492,15 +491,13 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
             if v._post_hooks:
                 _run_post_hooks(v)
         for t in dict.fromkeys(targeted + retained):
-            i = plan.slot(t)
-            g = None if i is None else got.get(i)
+            g = slot_grad(t)
             if g is not None:
                 _accumulate(t, g)
         return []
 
     for t in dict.fromkeys(retained):
-        i = plan.slot(t)
-        g = None if i is None else got.get(i)
+        g = slot_grad(t)
         if g is not None:
             _accumulate(t, g)
     out: list[np.ndarray | None] = []
@@ -510,8 +507,7 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
             if g is not None and t._hooks:
                 g = _run_hooks(t, g)
         else:
-            i = plan.slot(t)
-            g = None if i is None else got.get(i)
+            g = slot_grad(t)
         out.append(g)
     return out
 
