@@ -17,7 +17,7 @@ import numpy as np
 from . import _graph
 from ._core import TensorCore, _View, apply
 from ._ops import is_tensor, scalar
-from .autograd.grad_mode import is_grad_enabled, is_inference_mode_enabled
+from .autograd.grad_mode import is_grad_enabled, is_inference_mode_enabled, no_grad
 
 LEAF_INPLACE_ERROR = "a leaf Variable that requires grad is being used in an in-place operation."
 VIEW_OF_LEAF_INPLACE_ERROR = ("a view of a leaf Variable that requires grad is being used in an in-place "
@@ -213,7 +213,6 @@ def write_through(view: TensorCore, expr: _graph.Expr) -> None:
     from ._tensor import Tensor
     v = view._view
     new = Tensor._from_expr(expr)
-    from .autograd.grad_mode import no_grad
     with no_grad():
         base_new = _scatter(v.base, v, new, None)
     v.base._set_value_expr(base_new._expr)
@@ -272,7 +271,6 @@ def commit(t: TensorCore, out: TensorCore, *, bump: bool = True) -> TensorCore:
         t._storage.expr = out._expr
         if bump:
             t._vc.value += 1
-        fn = out._grad_fn
         if fn is not None:
             t._grad_fn = fn
             fn._tensor = weakref.ref(t)
@@ -371,7 +369,6 @@ class InPlaceOps:
         elif self.requires_grad and is_grad_enabled():
             out = apply("index_put", [self, src.to(self.dtype)], {"index": ("...",)}, "CopyBackwards")
         else:
-            from .autograd.grad_mode import no_grad
             with no_grad():
                 out = src.to(self.dtype).expand(self.shape).clone()
         return commit(self, out)
