@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _dtypes
 from ._tensor import Tensor
+from .autograd.grad_mode import is_inference_mode_enabled
 
 COPY_CONSTRUCT_WARNING = (
     "To copy construct from a tensor, it is recommended to use sourceTensor.detach().clone() or "
@@ -37,7 +38,6 @@ def _rng() -> np.random.Generator:
 def _leaf(array: np.ndarray, requires_grad: bool) -> Tensor:
     if requires_grad and array.dtype.kind != "f":
         raise RuntimeError("Only Tensors of floating point and complex dtype can require gradients")
-    from .autograd.grad_mode import is_inference_mode_enabled
     t = Tensor._from_array(array, requires_grad=bool(requires_grad))
     if is_inference_mode_enabled():
         t._inference = True
