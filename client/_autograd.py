@@ -310,18 +310,29 @@ def _build(nodes: list[Node], roots: Sequence["Tensor"]) -> _Plan:
     return plan
 
 
-def _reaching_functions(nodes: list[Node], wanted_leaves: dict, watched_fns: set[int]) -> set[int]:
-    """The Function nodes whose backward must run: a gradient leaving them reaches a wanted leaf
-    or a watched tensor. (`nodes` lists inputs before the nodes using them.)"""
+def _leads(nodes: list[Node], wanted_leaves: dict, watched_fns: set[int]) -> dict[int, bool]:
+    """Per node id: whether a gradient leaving the node reaches a wanted leaf or a watched node.
+    (`nodes` lists inputs before the nodes using them.)"""
     leads: dict[int, bool] = {}
-    functions: set[int] = set()
+    reaches: dict[int, bool] = {}          # leads, or is itself watched
     for n in nodes:
-        below = any(id(e) in wanted_leaves if isinstance(e, AccumulateGrad) else leads[id(e)]
+        below = any(id(e) in wanted_leaves if isinstance(e, AccumulateGrad) else reaches[id(e)]
                     for e in n._edges if e is not None)
-        leads[id(n)] = below or id(n) in watched_fns
-        if n._is_function and below:
-            functions.add(id(n))
-    return functions
+        leads[id(n)] = below
+        reaches[id(n)] = below or id(n) in watched_fns
+    return leads
+
+
+def _seed_arrays(root_ids: list[int], roots: Sequence["Tensor"], seeds: Sequence) -> dict[int, np.ndarray]:
+    """The gradient each root starts with (ones for an implicit seed); a root listed twice gets
+    the sum of its seeds."""
+    arrays: dict[int, np.ndarray] = {}
+    for rid, r, s in zip(root_ids, roots, seeds, strict=True):
+        spec = r._expr.spec
+        arr = (np.ones(spec.shape, spec.dtype) if s is None
+               else np.asarray(_graph.value(s._expr), dtype=spec.dtype))
+        arrays[rid] = arr if rid not in arrays else arrays[rid] + arr
+    return arrays
 
 
 def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tensor"] | None, *,
@@ -380,11 +391,7 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
         # saved tensors, and a tensor's retained grad is filled when it is an input or its grad_fn
         # leads to one (also in autograd.grad).
         target_fns = {id(t._grad_fn) for t in watched}
-        leads: dict[int, bool] = {}
-        for n in nodes:
-            leads[id(n)] = any(id(e) in wanted_leaves if isinstance(e, AccumulateGrad)
-                               else id(e) in target_fns or leads[id(e)]
-                               for e in n._edges if e is not None)
+        leads = _leads(nodes, wanted_leaves, target_fns)
         runs = [n for n in nodes if leads[id(n)]]
         retained = [t for t in retained if id(t._grad_fn) in target_fns or leads[id(t._grad_fn)]]
     for n in reversed(runs):     # in PyTorch's execution order: the node nearest the root fails first
@@ -393,7 +400,9 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
     watched += retained
     hooked = [t for t in produced if t._hooks]
     watched += hooked
-    needed = _reaching_functions(nodes, wanted_leaves, {id(t._grad_fn) for t in watched})
+    # The Function nodes whose backward must run.
+    leads = _leads(nodes, wanted_leaves, {id(t._grad_fn) for t in watched})
+    needed = {id(n) for n in nodes if n._is_function and leads[id(n)]}
 
     # Values every request needs before it can be sent: leaves whose value is still lazy (e.g.
     # `requires_grad_()` on a computed tensor), Function outputs (leaves of the request) and seeds.
@@ -405,12 +414,7 @@ def execute(roots: Sequence["Tensor"], seeds: Sequence, targets: Sequence["Tenso
     _graph.materialize(pending)
 
     plan = _build(nodes, roots)
-    seed_arrays: dict[int, np.ndarray] = {}
-    for rid, r, s in zip(plan.root_ids, roots, seeds, strict=True):
-        spec = r._expr.spec
-        arr = (np.ones(spec.shape, spec.dtype) if s is None
-               else np.asarray(_graph.value(s._expr), dtype=spec.dtype))
-        seed_arrays[rid] = arr if rid not in seed_arrays else seed_arrays[rid] + arr
+    seed_arrays = _seed_arrays(plan.root_ids, roots, seeds)
     grads_wanted = [i for k in wanted_leaves for i in plan.leaf_ids.get(k, [])]
     grads_wanted += [i for t in watched if (i := plan.slot(t)) is not None]
     grads_wanted += [i for n in nodes if id(n) in needed for i in plan.fn_outputs[id(n)]
