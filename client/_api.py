@@ -11,12 +11,12 @@ from ._executor import current as executor
 from ._size import Size
 from ._tensor import Tensor
 from .autograd.grad_mode import (
-                                 enable_grad,
-                                 inference_mode,
-                                 is_grad_enabled,
-                                 is_inference_mode_enabled,
-                                 no_grad,
-                                 set_grad_enabled,
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
 )
 
 # dtypes under torch's names (`float` and `bool` shadow builtins only inside this namespace).

@@ -18,10 +18,7 @@ class Tensor(IndexingOps, InPlaceOps, TensorOps, TensorCore):
         from . import _factories
         from ._dtypes import float32
         t = _factories.legacy_new(float32, *args)
-        if cls is not Tensor:
-            out = cls._from_expr(t._expr)
-            return out
-        return t
+        return t if cls is Tensor else cls._from_expr(t._expr)
 
     def __init__(self, *args, **kwargs) -> None:
         pass
