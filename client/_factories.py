@@ -28,7 +28,11 @@ def manual_seed(seed: int):
     return _generator
 
 
-seed = manual_seed
+def seed() -> int:
+    """Seed the client's random generator from a nondeterministic source; return that seed."""
+    value = int(np.random.SeedSequence().entropy % (1 << 63))
+    manual_seed(value)
+    return value
 
 
 def _rng() -> np.random.Generator:

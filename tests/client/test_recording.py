@@ -141,3 +141,12 @@ def test_dtype_promotion_follows_pytorch():
         torch.tensor([1, 2]).mean()
     c = torch.tensor([1.0, 2.0]) > torch.tensor([2.0, 1.0])
     assert repr((c, c.requires_grad, c.dtype)) == "(tensor([False,  True]), False, torch.bool)"
+
+
+def test_seed_draws_a_fresh_seed_and_returns_it():
+    first, second = torch.seed(), torch.seed()
+    assert isinstance(first, int) and first != second
+    torch.manual_seed(first)
+    drawn = torch.rand(4).tolist()
+    torch.manual_seed(first)
+    assert torch.rand(4).tolist() == drawn
