@@ -18,7 +18,6 @@ from concurrent import futures
 from .options import Options
 from .pool import WorkerPool
 from .shm import SHM_DIR, BlockPool
-from .worker import BLAS_ENV
 
 log = logging.getLogger("gradserve.server")
 
@@ -64,17 +63,14 @@ class RunningServer:
 
     def __init__(self, options: Options, ready_timeout: float = 60.0) -> None:
         self.options = options
-        # The front itself runs no BLAS; setting these here hands them to every worker it spawns,
-        # replacements included.
-        for name in BLAS_ENV:
-            os.environ[name] = str(options.blas_threads)
         # Start the resource tracker (a helper process) now, before gRPC has threads.
         multiprocessing.resource_tracker.ensure_running()
         options = self.options = _fit_shared_memory(options)
         self.blocks = BlockPool(options.shm_cache_bytes)
         # NOTE: workers are spawned before gRPC is imported or initialised in this module
         # (https://github.com/grpc/grpc/blob/master/doc/fork_support.md).
-        self.pool = WorkerPool(options.workers, kill_after=options.kill_after)
+        self.pool = WorkerPool(options.workers, kill_after=options.kill_after,
+                               blas_threads=options.blas_threads)
         self._stopped = threading.Event()
         self.draining = threading.Event()     # set once new calls are refused
         self._stop_lock = threading.Lock()

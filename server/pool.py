@@ -10,6 +10,7 @@ a worker that does not become free within `kill_after` seconds is killed and rep
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import logging
 import multiprocessing as mp
@@ -75,7 +76,7 @@ class _Worker:
 
 
 class WorkerPool:
-    def __init__(self, size: int, *, kill_after: float = 1.0) -> None:
+    def __init__(self, size: int, *, kill_after: float = 1.0, blas_threads: int = 1) -> None:
         if size < 1:
             raise ValueError("a pool needs at least one worker")
         # NOTE: spawn, never fork: gRPC core must not be forked once it has threads
@@ -84,6 +85,7 @@ class WorkerPool:
         self._ctx = mp.get_context("spawn")
         self.size = size
         self.kill_after = kill_after
+        self._blas_env = {name: str(blas_threads) for name in worker.BLAS_ENV}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._queue: deque[Job] = deque()
@@ -178,7 +180,8 @@ class WorkerPool:
         cancel = self._ctx.RawValue("q", 0)
         process = self._ctx.Process(target=worker.main, args=(child, cancel, f"worker-{index}"),
                                     name=f"gradserve-worker-{index}", daemon=True)
-        process.start()
+        with _environment(self._blas_env):
+            process.start()
         child.close()
         return _Worker(index, process, parent, cancel, pid=process.pid)
 
@@ -324,3 +327,18 @@ def worker_error(kind: str, message: str) -> Exception:
     log.error("worker failure:\n%s", message)
     return WorkerFailure("the worker failed unexpectedly; see the server log")
 
+
+@contextlib.contextmanager
+def _environment(changes: dict[str, str]):
+    """os.environ with `changes` while a worker is spawned: a spawned process starts with the
+    parent's environment, and BLAS reads its thread count once, when NumPy loads."""
+    saved = {name: os.environ.get(name) for name in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from server_helpers import F32, backward, evaluate, stub_for, tutorial_graph
+from server_helpers import F32, backward, evaluate, running, stub_for, tutorial_graph
 
 from gradserve import codec
 from gradserve.engine import OPS, Graph, Leaf, Node
@@ -134,6 +134,17 @@ def test_workers_load_the_engine_but_not_grpc_and_get_one_blas_thread(shared_ser
         env = _environ(w["pid"])
         assert {env[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")} == {"1"}
     assert os.getpid() not in {w["pid"] for w in shared_server.pool.status()}
+
+
+
+def test_blas_threads_reach_the_workers_and_leave_the_callers_environment_alone():
+    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+    before = {k: os.environ.get(k) for k in names}
+    with running(workers=1, blas_threads=3) as srv:
+        for w in srv.pool.status():
+            env = _environ(w["pid"])
+            assert {env[k] for k in names} == {"3"}
+        assert {k: os.environ.get(k) for k in names} == before
 
 
 def test_batch_calls_match_the_streams(stub):
